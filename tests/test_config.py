@@ -1,0 +1,45 @@
+"""The strict config loader and the model presets."""
+import pytest
+from stablecode.config import ConfigError, ModelConfig, preset, preset_names
+
+def test_presets_parse_and_roundtrip_yaml(tmp_path):
+    for name in preset_names():
+        c = preset(name)
+        c.to_yaml(tmp_path / f'{name}.yaml')
+        assert ModelConfig.from_yaml(tmp_path / f'{name}.yaml') == c
+        assert ModelConfig.from_hf(c.to_hf()) == c
+
+def test_released_configuration():
+    c = preset('stable-code-3b')
+    assert (c.vocab_size, c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads,
+            c.num_key_value_heads, c.max_position_embeddings) == (50304, 2560, 6912, 32, 32, 32, 16384)
+    assert (c.partial_rotary_factor, c.rope_theta, c.layer_norm_eps) == (0.25, 1e6, 1e-5)
+    assert not (c.use_qkv_bias or c.qk_layernorm or c.use_parallel_residual or c.tie_word_embeddings)
+    assert (c.bos_token_id, c.eos_token_id, c.head_dim, c.rotary_dims) == (0, 0, 80, 20)
+
+@pytest.mark.parametrize('text,match', [
+    ('hidden_size: 64\nnum_layers: 2\n', r"unknown key 'num_layers'"),
+    ('hidden_size: "64"\n', r"'hidden_size' must be an integer, got str"),
+    ('hidden_size: 64.0\n', r"'hidden_size' must be an integer, got float"),
+    ('use_qkv_bias: 1\n', r"'use_qkv_bias' must be bool"),
+    ('rope_theta: true\n', r"'rope_theta' must be a number, got bool"),
+    ('hidden_act: gelu\n', r"'hidden_act' = 'gelu' must be one of \['silu'\]"),
+    ('hidden_size: 100\nnum_attention_heads: 3\n', r"not divisible"),
+    ('num_key_value_heads: 5\n', r"not a multiple"),
+    ('- 1\n- 2\n', r"expected a mapping"),
+    ('hidden_size: [\n', r"not valid YAML"),
+])
+def test_bad_yaml_names_key_and_file(tmp_path, text, match):
+    f = tmp_path / 'model.yaml'; f.write_text(text)
+    with pytest.raises(ConfigError, match=match) as e: ModelConfig.from_yaml(f)
+    assert 'model.yaml' in str(e.value) or 'ModelConfig' in str(e.value)
+
+def test_unknown_preset_and_override_errors():
+    with pytest.raises(ConfigError, match="unknown preset 'huge'.*tiny"): preset('huge')
+    with pytest.raises(ConfigError, match="preset 'tiny'.*unknown key 'layers'"): preset('tiny', layers=3)
+    assert preset('tiny', num_hidden_layers=2).num_hidden_layers == 2
+
+def test_int_accepted_for_float(tmp_path):
+    f = tmp_path / 'm.yaml'; f.write_text('rope_theta: 10000\n')
+    c = ModelConfig.from_yaml(f)
+    assert c.rope_theta == 10000.0 and isinstance(c.rope_theta, float)
