@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The CPU machines carry this torch build as a local wheel; pip takes it from there. Override for a CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test run clean-venv
+.PHONY: install test run quickstart docs bench clean-venv
 
 # System tools the tests use: bubblewrap (the execution sandbox's namespaces) and Chromium (the docs check).
 SYSTEM_PKGS ?= bubblewrap chromium chromium-driver
@@ -21,9 +21,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The default main job on the embedded default corpus.
+## The default main job: the tiny CPU run of the pipeline, executed notebooks in papermill_runs/tiny-cpu/.
 run: $(STAMP)
+	$(BIN)/stablecode run papermill_runs/tiny-cpu.yaml
+
+## The smallest end-to-end proof: a few training steps of the tiny model, a checkpoint and a greedy sample.
+quickstart: $(STAMP)
 	$(BIN)/stablecode quickstart
+
+## The report site in docs/_build/html, from nbs/ and the latest tiny run (warnings as errors).
+docs: $(STAMP)
+	BIN=$(BIN) bash scripts/build_docs.sh
+
+## Speed benchmarks (ratios against a baseline measured in the same run); results in benchmarks/results/.
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 ## Notebooks clean, package in sync with the notebooks, every notebook's cells, then pytest.
 test: $(STAMP)

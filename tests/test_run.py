@@ -1,0 +1,241 @@
+"""The papermill runner end to end: skip/resume/force/--from/--only, failing cells, manifests, launch dry-runs, and the
+run presets under papermill_runs/."""
+import json, os, shlex, sys, warnings
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from stablecode.config import ConfigError
+from stablecode.run import (LaunchConfig, LaunchError, RunConfig, StageFailed, check_notebooks, cli, deepspeed_config,
+                            launch, launch_commands, launch_stage, load_run, plan, read_hostfile, run, stage_hashes,
+                            write_hostfile)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stage_nb(path, *cells, params="run_dir = ''\nn = 1"):
+    nb = new_notebook(cells=[new_code_cell(params, metadata={'tags': ['parameters']})] +
+                      [c if not isinstance(c, str) else new_code_cell(c) for c in cells])
+    nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
+    nbformat.write(nb, str(path))
+
+
+WRITE_A = ("from pathlib import Path\nd = Path(run_dir)/'a'; d.mkdir(exist_ok=True)\n"
+           "(d/'out.txt').write_text(str(n * 2))\nprint('A wrote', n * 2)")
+READ_B = ("from pathlib import Path\nv = int((Path(run_dir)/'a'/'out.txt').read_text())\n"
+          "d = Path(run_dir)/'b'; d.mkdir(exist_ok=True)\n(d/'out.txt').write_text(str(v + 1))\n"
+          "(d/'data-manifest.json').write_text('{\"shards\": 1}')")
+
+
+@pytest.fixture
+def two_stages(tmp_path):
+    stage_nb(tmp_path/'a.ipynb', WRITE_A)
+    stage_nb(tmp_path/'b.ipynb', READ_B)
+    y = tmp_path/'demo.yaml'
+    y.write_text("description: two stages\nstages:\n  - name: a\n    notebook: a.ipynb\n    parameters: {n: 20}\n"
+                 "  - name: b\n    notebook: b.ipynb\n")
+    return y
+
+
+def stage_json(y, name): return json.loads((y.parent/y.stem/name/'stage.json').read_text())
+
+
+def test_run_skip_rerun_and_manifest(two_stages):
+    y, rd = two_stages, two_stages.parent/'demo'
+    m = run(y, progress=False)
+    assert (rd/'a'/'out.txt').read_text() == '40' and (rd/'b'/'out.txt').read_text() == '41'
+    # executed notebooks, with the injected parameters and the cell output
+    ex = nbformat.read(str(rd/'a.ipynb'), as_version=4)
+    assert any('injected-parameters' in c.metadata.get('tags', []) for c in ex.cells)
+    assert 'A wrote 40' in json.dumps(ex.cells[-1].outputs)
+    # run manifest
+    mf = json.loads((rd/'manifest.json').read_text())
+    assert mf == json.loads(json.dumps(m, default=str))
+    assert mf['status'] == 'done' and mf['run'] == 'demo'
+    assert set(mf['config_hashes']) == {'a', 'b'} and set(mf['timings']) == {'a', 'b'}
+    assert all(isinstance(t, float) and t > 0 for t in mf['timings'].values())
+    assert mf['packages']['papermill'] and mf['packages']['python']
+    assert 'sha' in mf['git'] and 'dirty' in mf['git']
+    assert mf['artifacts'] == ['a/out.txt', 'b/data-manifest.json', 'b/out.txt']
+    assert list(mf['data_manifests']) == ['b/data-manifest.json'] and len(mf['data_manifests']['b/data-manifest.json']) == 64
+    # stage manifest
+    sa = stage_json(y, 'a')
+    assert sa['status'] == 'done' and sa['config_hash'] == mf['config_hashes']['a']
+    assert sa['parameters'] == {'run_dir': str(rd), 'n': 20} and sa['attempts'] == 1
+    assert sa['artifacts'] == [{'path': 'a/out.txt', 'bytes': 2,
+                                'sha256': 'd59eced1ded07f84c145592f65bdf854358e009c5cd705f5215bf18697fed103'}]
+    # a second run skips both (nothing executed again)
+    mtime = (rd/'a.ipynb').stat().st_mtime_ns
+    assert [p['action'] for p in plan(y)] == ['skip (done, same config)'] * 2
+    run(y, progress=False)
+    assert (rd/'a.ipynb').stat().st_mtime_ns == mtime and stage_json(y, 'a')['started'] == sa['started']
+    # changing stage a's parameters changes both hashes (chained): both run again, old results moved aside
+    h0 = stage_hashes(load_run(y).config)
+    y.write_text(y.read_text().replace('n: 20', 'n: 5'))
+    h1 = stage_hashes(load_run(y).config)
+    assert h0['a'] != h1['a'] and h0['b'] != h1['b']
+    run(y, progress=False)
+    assert (rd/'b'/'out.txt').read_text() == '11'
+    assert (rd/f"a.old-{h0['a']}"/'out.txt').read_text() == '40'
+
+
+def test_only_from_force(two_stages):
+    y, rd = two_stages, two_stages.parent/'demo'
+    with pytest.raises(StageFailed, match="FileNotFoundError"):  # b alone: a's artifact is missing
+        run(y, only='b', progress=False)
+    run(y, only='a', progress=False)
+    assert not (rd/'b'/'out.txt').exists() and stage_json(y, 'a')['status'] == 'done'
+    run(y, from_stage='b', progress=False)
+    assert (rd/'b'/'out.txt').read_text() == '41'
+    assert stage_json(y, 'b')['attempts'] == 2          # the failed attempt, then the resumed one
+    t_a = stage_json(y, 'a')['started']
+    run(y, only='b', force=True, progress=False)
+    assert stage_json(y, 'a')['started'] == t_a
+    assert stage_json(y, 'b')['status'] == 'done' and any(p.name.startswith('b.old-') for p in rd.iterdir())
+    with pytest.raises(ConfigError, match="no stage 'zz'"):
+        run(y, only='zz', progress=False)
+
+
+def test_failing_cell_stops_the_run_and_keeps_outputs(tmp_path):
+    stage_nb(tmp_path/'a.ipynb', WRITE_A)
+    stage_nb(tmp_path/'boom.ipynb', new_markdown_cell('a markdown cell'), "print('before the failure')",
+             "# the failing cell\nraise ValueError('tokenizer shard 3 is empty')", "print('never runs')")
+    stage_nb(tmp_path/'c.ipynb', "open(run_dir + '/c.txt', 'w').write('c')")
+    y = tmp_path/'r.yaml'
+    y.write_text("stages:\n  - {name: a, notebook: a.ipynb}\n  - {name: boom, notebook: boom.ipynb}\n"
+                 "  - {name: c, notebook: c.ipynb}\n")
+    rd = tmp_path/'r'
+    with pytest.raises(StageFailed) as ei:
+        run(y, progress=False)
+    msg = str(ei.value)
+    assert "stage 'boom' failed: ValueError: tokenizer shard 3 is empty" in msg
+    assert str(rd/'boom.ipynb') in msg and '# the failing cell' in msg and 'In [4]' in msg
+    # earlier stage kept, later stage not run, the failing notebook keeps the outputs before the failure
+    assert (rd/'a'/'out.txt').read_text() == '2' and not (rd/'c.txt').exists()
+    ex = json.dumps(nbformat.read(str(rd/'boom.ipynb'), as_version=4).cells)
+    assert 'before the failure' in ex and 'tokenizer shard 3 is empty' in ex and 'never runs\\n' not in ex
+    assert stage_json(y, 'boom')['status'] == 'failed' and 'In [4]' in stage_json(y, 'boom')['error']
+    mf = json.loads((rd/'manifest.json').read_text())
+    assert mf['status'] == 'failed' and mf['stages']['a']['status'] == 'done'
+    # the CLI reports the same without a traceback, exit code 1
+    assert cli([str(y), '--no-progress']) == 1
+    # fixed: the run resumes at the failed stage, the completed one is skipped
+    stage_nb(tmp_path/'boom.ipynb', "print('fixed')")
+    a_started = stage_json(y, 'a')['started']
+    m = run(y, progress=False)
+    assert m['status'] == 'done' and (rd/'c.txt').read_text() == 'c' and stage_json(y, 'a')['started'] == a_started
+
+
+def test_config_errors_name_key_and_file(tmp_path):
+    stage_nb(tmp_path/'a.ipynb', WRITE_A)
+    y = tmp_path/'bad.yaml'
+    y.write_text("stages:\n  - {name: a, notebook: a.ipynb, paramters: {n: 1}}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*'stages\[0\]\.paramters'|'stages\[0\]\.paramters'.*"):
+        load_run(y)
+    y.write_text("stages:\n  - {name: a, notebook: a.ipynb, parameters: {m: 1}}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: stage 'a': unknown parameter 'm' for a\.ipynb \(declared: n, run_dir\)"):
+        run(y, progress=False)
+    assert not (tmp_path/'bad'/'a').exists()                 # nothing executed
+    y.write_text("stages:\n  - {name: a, notebook: a.ipynb}\n  - {name: a, notebook: a.ipynb}\n")
+    with pytest.raises(ConfigError, match="'a' is used twice"): load_run(y)
+    y.write_text("stages:\n  - {name: a, notebook: a.ipynb, parameters: {run_dir: x}}\n")
+    with pytest.raises(ConfigError, match="set by the runner"): load_run(y)
+    y.write_text("launch: {nodes: 2, gpus_per_node: 8}\nstages:\n  - {name: a, notebook: a.ipynb}\n")
+    with pytest.raises(ConfigError, match="need a 'hostfile'"): load_run(y)
+    y.write_text("stages:\n  - {name: a, notebook: nope.ipynb}\n")
+    with pytest.raises(ConfigError, match="nope.ipynb does not exist"): run(y, progress=False)
+
+
+def test_launch_commands_exact(tmp_path):
+    hf = write_hostfile([f"node{i}" for i in range(4)], 8, tmp_path/'hostfile')
+    assert read_hostfile(hf) == [(f"node{i}", 8) for i in range(4)]
+    ds = LaunchConfig(nodes=4, gpus_per_node=8, hostfile=str(hf), master_port=29600)
+    assert launch_commands(ds, 'stablecode.pretrain', 'cfg.yaml') == [[
+        'deepspeed', '--hostfile', str(hf), '--num_nodes', '4', '--num_gpus', '8', '--master_port', '29600',
+        '--no_local_rank', '--module', 'stablecode.pretrain', '--config', 'cfg.yaml']]
+    tr = LaunchConfig(launcher='torchrun', nodes=4, gpus_per_node=8, hostfile=str(hf))
+    cmds = launch_commands(tr, 'stablecode.sft', 'c.yaml')
+    assert len(cmds) == 4 and cmds[3] == ['torchrun', '--nnodes', '4', '--nproc_per_node', '8', '--node_rank', '3',
+                                          '--master_addr', 'node0', '--master_port', '29500', '-m', 'stablecode.sft',
+                                          '--config', 'c.yaml']
+    one = LaunchConfig(launcher='torchrun', gpus_per_node=2, accelerator='cpu')
+    assert launch_commands(one, 'm', 'c.yaml') == [['torchrun', '--standalone', '--nnodes', '1', '--nproc_per_node', '2',
+                                                    '-m', 'm', '--config', 'c.yaml']]
+    # a hostfile that does not match the launch is refused before anything starts
+    bad = write_hostfile(['n0', 'n1'], 4, tmp_path/'small')
+    with pytest.raises(ConfigError, match='2 hosts listed, the launch needs 4'):
+        launch(LaunchConfig(nodes=4, gpus_per_node=8, hostfile=str(bad)), 'm', 'c.yaml', dry_run=False)
+    (tmp_path/'broken').write_text('node0 slots=8\nnode1 8\n')
+    with pytest.raises(ConfigError, match=r"broken:2: expected 'HOST slots=N'"): read_hostfile(tmp_path/'broken')
+    # the DeepSpeed config of the report's batch
+    big = LaunchConfig(nodes=32, gpus_per_node=8, hostfile='/job/hostfile', global_batch_tokens=4_194_304)
+    d = deepspeed_config(big, seq_len=4096, micro_batch=1)
+    assert (d['train_batch_size'], d['train_micro_batch_size_per_gpu'], d['gradient_accumulation_steps']) == (1024, 1, 4)
+    assert d['zero_optimization']['stage'] == 1 and d['bf16']['enabled'] and not d['fp16']['enabled']
+    with pytest.raises(ConfigError, match='not a multiple'): deepspeed_config(big, seq_len=4096, micro_batch=3)
+
+
+def test_launch_dry_run_and_real(tmp_path, capsys, monkeypatch):
+    mod = tmp_path/'mods'; mod.mkdir()
+    (mod/'fakestage.py').write_text(
+        "import sys, pathlib\nassert sys.argv[1] == '--config'\ncfg = pathlib.Path(sys.argv[2])\n"
+        "print('training with', cfg.read_text().strip())\n(cfg.parent/'done.txt').write_text('ok')\n"
+        "sys.exit(3 if 'fail' in cfg.read_text() else 0)\n")
+    lc = LaunchConfig(launcher='python', env={'PYTHONPATH': str(mod)})
+    (tmp_path/'config.yaml').write_text('steps: 1\n')
+    # dry run prints, runs nothing
+    lines = launch(lc, 'fakestage', tmp_path/'config.yaml', dry_run=True)
+    assert lines == [f"PYTHONPATH={shlex.quote(str(mod))} {shlex.join([sys.executable, '-m', 'fakestage', '--config', str(tmp_path/'config.yaml')])}"]
+    assert '[dry-run] PYTHONPATH=' in capsys.readouterr().out and not (tmp_path/'done.txt').exists()
+    monkeypatch.setenv('STABLECODE_DRY_RUN', '1')
+    launch(lc, 'fakestage', tmp_path/'config.yaml')
+    assert not (tmp_path/'done.txt').exists()
+    monkeypatch.delenv('STABLECODE_DRY_RUN')
+    # real launch: the process runs, its output goes to the log
+    launch(lc, 'fakestage', tmp_path/'config.yaml', log_file=tmp_path/'launch.log')
+    assert (tmp_path/'done.txt').read_text() == 'ok' and 'training with steps: 1' in (tmp_path/'launch.log').read_text()
+    (tmp_path/'config.yaml').write_text('fail: true\n')
+    with pytest.raises(LaunchError, match='exited with code 3'):
+        launch(lc, 'fakestage', tmp_path/'config.yaml', log_file=tmp_path/'launch.log')
+    # launch_stage inside a run: writes the stage config and uses the run's launch section
+    (tmp_path/'run').mkdir()
+    RunConfig.from_dict({'launch': {'launcher': 'python', 'env': {'PYTHONPATH': str(mod)}},
+                         'stages': [{'name': 'pre', 'notebook': 'x.ipynb', 'module': 'fakestage'}]}).to_yaml(tmp_path/'run'/'run.yaml')
+    lines = launch_stage(tmp_path/'run', 'pre', {'steps': 7})
+    assert 'fakestage --config' in lines[0] and (tmp_path/'run'/'pre'/'done.txt').exists()
+    assert 'training with steps: 7' in (tmp_path/'run'/'pre'/'launch.log').read_text()
+
+
+def test_full_scale_dry_run_prints_deepspeed(capsys):
+    y = ROOT/'papermill_runs'/'stable-code-3b-a100x256.yaml'
+    assert cli([str(y), '--dry-run']) == 0
+    out = capsys.readouterr().out
+    cfg_file = ROOT/'papermill_runs'/'stable-code-3b-a100x256'/'pretrain'/'config.yaml'
+    want = shlex.join(['deepspeed', '--hostfile', '/job/hostfile', '--num_nodes', '32', '--num_gpus', '8',
+                       '--master_port', '29500', '--no_local_rank', '--module', 'stablecode.pretrain',
+                       '--config', str(cfg_file)])
+    assert f"[dry-run] {want}" in out
+    assert not (ROOT/'papermill_runs'/'stable-code-3b-a100x256').exists()   # a dry run writes nothing
+
+
+@pytest.mark.parametrize('yaml_path', sorted((ROOT/'papermill_runs').glob('*.yaml')), ids=lambda p: p.name)
+def test_run_presets_parse_and_validate(yaml_path):
+    r = load_run(yaml_path)
+    assert r.config.name == yaml_path.stem and r.run_dir == ROOT/'papermill_runs'/yaml_path.stem
+    assert r.config.stages[0].name == 'pretrain' and r.config.stages[0].notebook == 'nbs/06_pretrain.ipynb'
+    missing = check_notebooks(r, missing_ok=True)
+    if missing:   # a stage notebook not written yet: the YAML's schema is checked, its parameters cannot be
+        warnings.warn(f"{yaml_path.name}: notebooks of stages {missing} do not exist yet; their parameters are unchecked")
+    for s in r.config.stages:
+        lc = r.config.stage_launch(s.name)
+        if s.module: assert lc is not None, f"stage {s.name} has a module but no launch"
+    if yaml_path.stem == 'tiny-cpu':
+        assert r.config.launch is None and r.config.stages[0].parameters['preset_name'] == 'tiny'
+    if yaml_path.stem == 'stable-code-3b-a100x256':
+        lc, p = r.config.launch, r.config.stages[0].parameters
+        assert (lc.launcher, lc.nodes, lc.gpus_per_node, lc.world_size) == ('deepspeed', 32, 8, 256)
+        assert (lc.zero_stage, lc.precision, lc.global_batch_tokens) == (1, 'bf16', 4_194_304)
+        assert p['preset_name'] == 'stable-code-3b' and p['seq_len'] * p['batch_size'] == 4_194_304
+        assert deepspeed_config(lc, p['seq_len'], micro_batch=2)['gradient_accumulation_steps'] == 2
