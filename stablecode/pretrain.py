@@ -52,6 +52,7 @@ def to_rows(docs: list[str], seq_len: int) -> torch.Tensor:
 class QuickstartConfig(YamlConfig):
     "The default main job: a few training steps of the tiny model on the standard library."
     preset: str = 'tiny'          # model preset
+    vocab_size: int = 320         # the byte tokenizer's 257 ids, padded to a multiple of 64
     steps: int = 150              # optimizer steps
     seq_len: int = 256            # tokens per row
     batch_size: int = 8           # rows per step
@@ -77,7 +78,7 @@ def quickstart(run_dir, cfg: QuickstartConfig = QuickstartConfig(), progress: bo
     order = torch.randperm(len(rows), generator=g)
     n_val = max(1, len(rows) // 20)
     val, train = rows[order[:n_val]], rows[order[n_val:]]
-    model = StableCodeForCausalLM(preset(cfg.preset))
+    model = StableCodeForCausalLM(preset(cfg.preset, vocab_size=cfg.vocab_size))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
     log = (run_dir / 'metrics.jsonl').open('w')
     model.train()
