@@ -2,13 +2,13 @@
 
 A step is forward + backward + AdamW step, float32 on CPU (bf16 on CUDA with --device cuda). The two models are
 timed alternately, step by step, so that load from other processes on a shared machine falls on both equally; the
-ratio is the median of per-round ratios. Peak memory is measured per model in a fresh subprocess (ru_maxrss on CPU,
-torch.cuda.max_memory_allocated on CUDA).
+ratio is the median of per-round ratios. Peak memory is measured per model in a fresh subprocess (resident memory sampled every 2 ms
+above the post-import baseline on CPU, torch.cuda.max_memory_allocated on CUDA).
 
     python benchmarks/bench_model.py [--configs tiny,small] [--rounds 12] [--device cpu]
 Writes benchmarks/results/bench_model.json and .md.
 """
-import argparse, json, os, platform, resource, statistics, subprocess, sys, time
+import argparse, json, os, platform, statistics, subprocess, sys, time
 from pathlib import Path
 import torch
 
@@ -43,17 +43,23 @@ def machine():
     return d
 
 def peak_memory(kind, name, device, dtype):
-    "Peak memory (MiB) of a few training steps of one model above the process's baseline after imports, in a fresh process."
+    "Peak memory (MiB) of a few training steps of one model, in a fresh process, above its RSS once imports are done."
     code = f"""
-import sys, resource, torch; sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+import sys, threading, time, torch; sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
 from bench_model import build, step, SHAPES
 import transformers, stablecode.model
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+page = 4096 / 2**20
+rss = lambda: int(open('/proc/self/statm').read().split()[1]) * page
+base, peak, done = rss(), [0.0], [False]
+def sample():
+    while not done[0]: peak[0] = max(peak[0], rss()); time.sleep(0.002)
+t = threading.Thread(target=sample); t.start()
 cfg, m, opt = build({kind!r}, {name!r}, {device!r}, getattr(torch, {str(dtype).split('.')[-1]!r}))
 s = SHAPES[{name!r}]; ids = torch.randint(0, cfg.vocab_size, (s['batch'], s['seq']), device={device!r})
 for _ in range(3): step(m, opt, ids)
+done[0] = True; t.join()
 if {device!r} == 'cuda': print(torch.cuda.max_memory_allocated() / 2**20)
-else: print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base)
+else: print(peak[0] - base)
 """
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])

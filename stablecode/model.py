@@ -256,9 +256,9 @@ class StableCodeForCausalLM(PreTrainedModel, GenerationMixin):
 
 def causal_lm_loss(logits, labels=None, num_items_in_batch=None, shift_labels=None):
     "Next-token cross-entropy; -100 labels ignored; summed over `num_items_in_batch` when the trainer gives it."
-    if shift_labels is None: logits, labels = logits[:, :-1], labels[:, 1:]
-    else: labels = shift_labels
-    logits, labels = logits.float(), labels.to(logits.device)
+    # shift the labels, not the logits: slicing the logits would copy the largest tensor of the step
+    if shift_labels is None: shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]
+    logits, labels = logits.float(), shift_labels.to(logits.device)
     red = 'sum' if num_items_in_batch is not None else 'mean'
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction=red)
     return loss / num_items_in_batch if num_items_in_batch is not None else loss

@@ -181,3 +181,15 @@ def test_complete_stop_strings_sampling_and_batching():
     torch.manual_seed(0)
     samples = complete(ours, tok, prompts[:1], max_new_tokens=12, temperature=1.0, top_p=0.95, n=6)[0]
     assert len(samples) == 6 and len(set(samples)) > 1                   # sampling gives different completions
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='flash-attn 2 needs a CUDA GPU (none on this machine)')
+def test_flash_attention_varlen_matches_sdpa_on_packed_rows():
+    pytest.importorskip('flash_attn', reason='flash-attn 2 (the optional `flash` extra) is not installed')
+    cfg, _, ours = pair(MATRIX['gqa'])
+    ours = ours.to('cuda', torch.bfloat16)
+    docs = torch.tensor([[0] * 9 + [1] * 20 + [2] * 3], device='cuda')
+    ids = torch.randint(0, cfg.vocab_size, docs.shape, device='cuda')
+    with torch.no_grad():
+        flash = ours(ids, document_ids=docs).logits.float()              # takes the varlen kernel
+        sdpa = ours(ids, document_ids=docs, attention_mask=torch.ones_like(ids)).logits.float()  # masked SDPA
+    assert (flash - sdpa).abs().max().item() < 5e-2                      # bf16 tolerance
