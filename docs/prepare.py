@@ -5,6 +5,8 @@
 - nbdev directive lines (`#| export`, ...) are removed and directive-only cells (`#| default_exp`, `#| hide`) dropped;
 - the front page is nbs/index.ipynb with the site's table of contents appended;
 - results.md: the tiny run's manifest (stages, status, timings, config hashes, artifacts) and its loss curve;
+- benchmarks.md: every recorded benchmark summary (benchmarks/results/*.md), each a ratio against a baseline
+  measured in the same run, with its machine;
 - api/: one autodoc page per module of the exported `stablecode` package;
 - references.md: the bibliography (docs/references.bib).
 Nothing is executed: the site shows the notebooks as they are.
@@ -108,6 +110,19 @@ def loss_figure(run_dir: Path, m: dict) -> str | None:
     return '_figures/tiny-loss.png'
 
 
+def write_benchmarks() -> str:
+    "The benchmarks page: the recorded summaries in benchmarks/results/, demoted one heading level."
+    parts = ["# Benchmarks", "",
+             "Every speed claim of this report is a script in `benchmarks/` that measures a ratio against a baseline in "
+             "the same run, on the machine it names (machines here are shared and noisy, so absolute figures vary). "
+             "`make bench` re-runs them; the summaries below are the latest recorded results.", ""]
+    found = sorted((ROOT/'benchmarks'/'results').glob('*.md'))
+    for f in found:
+        parts += [re.sub(r'^(#+)', r'#\1', l) for l in f.read_text().splitlines()] + [""]
+    if not found: parts.append("No benchmark has been recorded yet.")
+    return '\n'.join(parts) + '\n'
+
+
 def api_pages() -> list[str]:
     "One page per exported module of `stablecode`, from the package's nbdev index."
     sys.path.insert(0, str(ROOT))
@@ -139,12 +154,13 @@ def main():
         (SRC/nb_path.name).write_text(json.dumps(nb, indent=1))
         names.append(nb_path.stem)
     (SRC/'results.md').write_text(write_results(RUN))
+    (SRC/'benchmarks.md').write_text(write_benchmarks())
     (SRC/'references.md').write_text("# References\n\nThe papers and reports this project reproduces or builds on.\n\n"
                                      "```{bibliography}\n:all:\n```\n")
     api_pages()
     index = clean_notebook(json.loads((ROOT/'nbs'/'index.ipynb').read_text()))
     toc = ("```{toctree}\n:maxdepth: 1\n:caption: Chapters\n\n" + '\n'.join(names) + "\n```\n\n"
-           "```{toctree}\n:maxdepth: 1\n:caption: Run and reference\n\nresults\napi/index\nreferences\n```")
+           "```{toctree}\n:maxdepth: 1\n:caption: Run and reference\n\nresults\nbenchmarks\napi/index\nreferences\n```")
     index['cells'].append({'cell_type': 'markdown', 'id': 'docs-toc', 'metadata': {}, 'source': toc})
     (SRC/'index.ipynb').write_text(json.dumps(index, indent=1))
     print(f"docs source staged in {SRC}: {len(names)} chapters"
