@@ -12,17 +12,33 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from .config import YamlConfig, preset
-from .model import StableCodeForCausalLM
+from .model import StableCodeForCausalLM, complete
 
 # %% auto #0
-__all__ = ['EOT', 'byte_encode', 'byte_decode', 'stdlib_sample', 'to_rows', 'QuickstartConfig', 'lr_at', 'quickstart',
-           'quickstart_cli']
+__all__ = ['EOT', 'byte_tokenizer', 'stdlib_sample', 'to_rows', 'QuickstartConfig', 'lr_at', 'quickstart', 'quickstart_cli']
 
 # %% ../nbs/06_pretrain.ipynb #9424f93d
 EOT = 0
 
-def byte_encode(text: str) -> list[int]: return [b + 1 for b in text.encode('utf-8')]
-def byte_decode(ids) -> str: return bytes(i - 1 for i in ids if 0 < i <= 256).decode('utf-8', errors='replace')
+def _bytes_to_unicode() -> dict[int, str]:
+    "GPT-2's reversible map from bytes to printable characters, the alphabet of byte-level BPE."
+    bs = list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1)) + list(range(ord('®'), ord('ÿ') + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs: bs.append(b); cs.append(256 + n); n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+def byte_tokenizer():
+    "A transformers fast tokenizer: `<|endoftext|>` = 0 and byte b = b + 1."
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    from transformers import PreTrainedTokenizerFast
+    vocab = {'<|endoftext|>': EOT, **{ch: b + 1 for b, ch in _bytes_to_unicode().items()}}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(['<|endoftext|>'])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token='<|endoftext|>', eos_token='<|endoftext|>',
+                                   pad_token='<|endoftext|>')
 
 # %% ../nbs/06_pretrain.ipynb #86b3424a
 def stdlib_sample(max_bytes: int = 2_000_000, seed: int = 0) -> list[str]:
@@ -40,10 +56,10 @@ def stdlib_sample(max_bytes: int = 2_000_000, seed: int = 0) -> list[str]:
     if not docs: raise RuntimeError(f"no readable standard-library sources found under {root}")
     return docs
 
-def to_rows(docs: list[str], seq_len: int) -> torch.Tensor:
-    "Concatenate byte-encoded documents separated by `<|endoftext|>` and cut into rows of `seq_len + 1` tokens."
+def to_rows(docs: list[str], seq_len: int, tokenizer) -> torch.Tensor:
+    "Concatenate tokenized documents separated by `<|endoftext|>` and cut into rows of `seq_len + 1` tokens."
     ids = []
-    for d in docs: ids.extend(byte_encode(d)); ids.append(EOT)
+    for d in tokenizer(docs)['input_ids']: ids.extend(d); ids.append(EOT)
     n = len(ids) // (seq_len + 1)
     return torch.tensor(ids[:n * (seq_len + 1)], dtype=torch.long).view(n, seq_len + 1)
 
@@ -70,10 +86,11 @@ def lr_at(step: int, cfg: QuickstartConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 def quickstart(run_dir, cfg: QuickstartConfig = QuickstartConfig(), progress: bool = True) -> dict:
-    "Train the tiny model briefly, save an HF checkpoint to `run_dir/checkpoint`, return a summary."
+    "Train the tiny model briefly, save an HF checkpoint and its tokenizer to `run_dir/checkpoint`, return a summary."
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    rows = to_rows(stdlib_sample(cfg.max_bytes, cfg.seed), cfg.seq_len)
+    tok = byte_tokenizer()
+    rows = to_rows(stdlib_sample(cfg.max_bytes, cfg.seed), cfg.seq_len, tok)
     g = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(rows), generator=g)
     n_val = max(1, len(rows) // 20)
@@ -100,10 +117,8 @@ def quickstart(run_dir, cfg: QuickstartConfig = QuickstartConfig(), progress: bo
     model.eval()
     with torch.no_grad(): val_loss = model(val, labels=val).loss.item()
     ckpt = run_dir / 'checkpoint'
-    model.save_pretrained(ckpt)
-    prompt = torch.tensor([byte_encode(cfg.prompt)])
-    out = model.generate(prompt, max_new_tokens=cfg.gen_tokens, do_sample=False, eos_token_id=EOT, pad_token_id=EOT)
-    sample = cfg.prompt + byte_decode(out[0, prompt.shape[1]:].tolist())
+    model.save_pretrained(ckpt); tok.save_pretrained(ckpt)
+    sample = cfg.prompt + complete(model, tok, [cfg.prompt], max_new_tokens=cfg.gen_tokens)[0][0]
     summary = dict(first_loss=losses[0], final_loss=sum(losses[-10:]) / min(10, len(losses)), val_loss=val_loss,
                    steps=cfg.steps, train_rows=len(train), seconds=time.time() - t0, checkpoint=str(ckpt), sample=sample)
     (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
@@ -122,6 +137,6 @@ def quickstart_cli(argv: list[str] | None = None) -> int:
     s = quickstart(out, QuickstartConfig(**a))
     print(f"loss {s['first_loss']:.3f} -> {s['final_loss']:.3f} (held-out {s['val_loss']:.3f}) in {s['steps']} steps, "
           f"{s['seconds']:.1f} s")
-    print(f"checkpoint: {s['checkpoint']} (loads with transformers.AutoModelForCausalLM)")
+    print(f"checkpoint: {s['checkpoint']} (loads with transformers.AutoModelForCausalLM and AutoTokenizer)")
     print('greedy sample:\n' + s['sample'])
     return 0
