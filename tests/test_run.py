@@ -224,7 +224,8 @@ def test_full_scale_dry_run_prints_deepspeed(capsys):
 def test_run_presets_parse_and_validate(yaml_path):
     r = load_run(yaml_path)
     assert r.config.name == yaml_path.stem and r.run_dir == ROOT/'papermill_runs'/yaml_path.stem
-    assert r.config.stages[0].name == 'pretrain' and r.config.stages[0].notebook == 'nbs/06_pretrain.ipynb'
+    stages = {s.name: s for s in r.config.stages}
+    assert stages['pretrain'].notebook == 'nbs/06_pretrain.ipynb' and stages['eval'].notebook == 'nbs/10_eval.ipynb'
     missing = check_notebooks(r, missing_ok=True)
     if missing:   # a stage notebook not written yet: the YAML's schema is checked, its parameters cannot be
         warnings.warn(f"{yaml_path.name}: notebooks of stages {missing} do not exist yet; their parameters are unchecked")
@@ -232,9 +233,10 @@ def test_run_presets_parse_and_validate(yaml_path):
         lc = r.config.stage_launch(s.name)
         if s.module: assert lc is not None, f"stage {s.name} has a module but no launch"
     if yaml_path.stem == 'tiny-cpu':
-        assert r.config.launch is None and r.config.stages[0].parameters['preset_name'] == 'tiny'
+        assert r.config.launch is None and stages['pretrain'].parameters['preset_name'] == 'tiny'
+        assert [s.name for s in r.config.stages] == ['data', 'pretrain', 'eval']
     if yaml_path.stem == 'stable-code-3b-a100x256':
-        lc, p = r.config.launch, r.config.stages[0].parameters
+        lc, p = r.config.launch, stages['pretrain'].parameters
         assert (lc.launcher, lc.nodes, lc.gpus_per_node, lc.world_size) == ('deepspeed', 32, 8, 256)
         assert (lc.zero_stage, lc.precision, lc.global_batch_tokens) == (1, 'bf16', 4_194_304)
         assert p['preset_name'] == 'stable-code-3b' and p['seq_len'] * p['batch_size'] == 4_194_304
