@@ -3,7 +3,8 @@
 - chapters: every nbs/NN_*.ipynb in order; where the latest tiny run executed a chapter
   (papermill_runs/tiny-cpu/<same name>.ipynb), that executed notebook is used instead, so its outputs and figures show;
 - nbdev directive lines (`#| export`, ...) are removed and directive-only cells (`#| default_exp`, `#| hide`) dropped;
-- the front page is nbs/index.ipynb with the site's table of contents appended;
+- the front page is nbs/index.ipynb with the latest tiny run's results table (next to the report's numbers) and the
+  site's table of contents appended;
 - results.md: the tiny run's manifest (stages, status, timings, config hashes, artifacts) and its loss curve;
 - benchmarks.md: every recorded benchmark summary (benchmarks/results/*.md), each a ratio against a baseline
   measured in the same run, with its machine;
@@ -86,6 +87,50 @@ def write_results(run_dir: Path) -> str:
     return '\n'.join(out) + '\n'
 
 
+def _load(p: Path):
+    try: return json.loads(p.read_text())
+    except (OSError, ValueError): return None
+
+
+def results_table(run_dir: Path) -> str:
+    "The front page's table: the latest tiny run's figures next to the report's (Markdown; empty without a run)."
+    data, pre = _load(run_dir/'data'/'manifest.json'), _load(run_dir/'pretrain'/'summary.json')
+    ev, evl = _load(run_dir/'pretrain'/'evidence.json'), _load(run_dir/'eval'/'results.json')
+    if not any((data, pre, ev, evl)): return ''
+    rows = []
+    if data:
+        tps = data.get('tokens_per_source') or {}
+        rows.append(("training tokens (data stage)", f"{sum(tps.values()):,} ({', '.join(f'{k} {v:,}' for k, v in tps.items())})",
+                     "about 1.3T (starcoderdata, issues, commits, web, math)"))
+    for st in (pre or {}).get('stages', []):
+        rows.append((f"stage `{st['stage']}` ({st['seq_len']} tokens/seq, {st['steps']} steps): loss first → last",
+                     f"{st['first_loss']:.2f} → {st['final_loss']:.2f}",
+                     "not published" + (" (16,384 tokens, rope base 1,000,000)" if 'long' in st['stage'] else " (4,096 tokens, FIM)")))
+    if ev and 'unigram_entropy' in ev:
+        rows.append(("unigram entropy of the training tokens (nats)", f"{ev['unigram_entropy']:.2f}", "—"))
+    if ev and 'long_context' in ev:
+        lc = ev['long_context']
+        g = ', '.join(f"after `{k}` {v:+.2f}" for k, v in lc['gap_beyond_minus_within'].items())
+        rows.append((f"loss beyond minus within the first stage's {lc['first_stage_len']} positions", g, "—"))
+    if ev and 'fim' in ev:
+        for k, label in (('psm_exact', 'PSM, exact to end of text'), ('spm_exact', 'SPM, exact to end of text'),
+                         ('spm_first_line', 'SPM, first line')):
+            rates = sorted(ev['fim'], key=float, reverse=True)
+            rows.append((f"synthetic FIM infilling ({label}): FIM rate {' / '.join(rates)}",
+                         ' / '.join(f"{ev['fim'][r][k]:.0%}" for r in rates), "—"))
+    he = ((evl or {}).get('tasks') or {}).get('humaneval') or {}
+    if he:
+        p1 = (he.get('pass_at') or {}).get('pass@1')
+        rows.append(("HumanEval pass@1", f"{100 * p1:.1f}%" if p1 is not None else "n/a", "30.7% (T = 0.2, n = 50)"))
+    out = ["## Results of the latest tiny run", "",
+           f"From `{run_dir.name}` (a 1.9M-parameter model trained for minutes on two CPU cores) next to the report's "
+           "3B model; the tiny model is not expected to approach the report's scores, and 0% on HumanEval is its honest "
+           "result. The [results page](results.md) has the run's stages and timings.", "",
+           "| measure | tiny run | Stable Code 3B (report) |", "|---|---|---|"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return '\n'.join(out) + '\n'
+
+
 def loss_figure(run_dir: Path, m: dict) -> str | None:
     "Plot loss against step from every metrics JSONL artifact that has them; the figure's path, or None."
     series = {}
@@ -161,6 +206,8 @@ def main():
     index = clean_notebook(json.loads((ROOT/'nbs'/'index.ipynb').read_text()))
     toc = ("```{toctree}\n:maxdepth: 1\n:caption: Chapters\n\n" + '\n'.join(names) + "\n```\n\n"
            "```{toctree}\n:maxdepth: 1\n:caption: Run and reference\n\nresults\nbenchmarks\napi/index\nreferences\n```")
+    table = results_table(RUN)
+    if table: index['cells'].append({'cell_type': 'markdown', 'id': 'docs-results', 'metadata': {}, 'source': table})
     index['cells'].append({'cell_type': 'markdown', 'id': 'docs-toc', 'metadata': {}, 'source': toc})
     (SRC/'index.ipynb').write_text(json.dumps(index, indent=1))
     print(f"docs source staged in {SRC}: {len(names)} chapters"

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'run': ('stablecode.run:cli', 'execute the stage notebooks of a run YAML with papermill (papermill_runs/*.yaml)'),
     'quickstart': ('stablecode.pretrain:quickstart_cli', 'the default main job: train the tiny model a few steps on CPU'),
     'data': ('stablecode.packing:cli', 'tokenize, FIM-transform and pack a corpus into token shards'),
+    'pretrain': ('stablecode.pretrain:cli', 'staged pretraining from a config file (DeepSpeed ZeRO-1; --resume)'),
     'eval': ('stablecode.eval:cli', 'evaluate a checkpoint (HumanEval, MBPP, FIM) in the sandbox'),
 }
 

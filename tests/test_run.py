@@ -239,5 +239,9 @@ def test_run_presets_parse_and_validate(yaml_path):
         lc, p = r.config.launch, stages['pretrain'].parameters
         assert (lc.launcher, lc.nodes, lc.gpus_per_node, lc.world_size) == ('deepspeed', 32, 8, 256)
         assert (lc.zero_stage, lc.precision, lc.global_batch_tokens) == (1, 'bf16', 4_194_304)
-        assert p['preset_name'] == 'stable-code-3b' and p['seq_len'] * p['batch_size'] == 4_194_304
-        assert deepspeed_config(lc, p['seq_len'], micro_batch=2)['gradient_accumulation_steps'] == 2
+        assert p['preset_name'] == 'stable-code-3b'
+        from stablecode.pretrain import pretrain_preset
+        pc = pretrain_preset(p['preset_name'])
+        assert all(s.global_batch_tokens == lc.global_batch_tokens for s in pc.stages)
+        assert pc.check_world(lc.world_size) == {'code': 1, 'long_context': 1}     # batch arithmetic fits 256 GPUs
+        assert deepspeed_config(lc, pc.stages[0].seq_len, micro_batch=2)['gradient_accumulation_steps'] == 2
