@@ -13,8 +13,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 # %% auto #0
-__all__ = ['ConfigError', 'build', 'YamlConfig', 'ModelConfig', 'model_config_from_hf', 'model_config_to_hf', 'preset_names',
-           'preset']
+__all__ = ['ConfigError', 'build', 'json_hash', 'YamlConfig', 'ModelConfig', 'model_config_from_hf', 'model_config_to_hf',
+           'preset_names', 'preset']
 
 # %% ../nbs/00_config.ipynb #a2b4f219
 class ConfigError(ValueError):
@@ -76,6 +76,11 @@ def build(cls, data: dict, where: str = '<dict>', prefix: str = ''):
     except TypeError as e: raise ConfigError(f"{where}: {cls.__name__}: {e}") from None
 
 # %% ../nbs/00_config.ipynb #10a04cfa
+def json_hash(obj) -> str:
+    "A short, stable hash of a JSON-able object (dict keys sorted; other values by `str`)."
+    import hashlib
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
 class YamlConfig:
     "Mixin: strict YAML/dict loading, saving and hashing for a config dataclass."
     def validate(self):
@@ -101,8 +106,7 @@ class YamlConfig:
         return txt
     def hash(self) -> str:
         "A short, stable hash of the config's content."
-        import hashlib
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return json_hash(self.to_dict())
 
 # %% ../nbs/00_config.ipynb #f0e6897e
 @dataclass

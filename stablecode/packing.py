@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 import numpy as np
 from tqdm.auto import tqdm
-from .config import YamlConfig, ConfigError
+from .config import YamlConfig, ConfigError, json_hash
 from .fim import fim_split, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX
 from .tokenizer import TokenizerConfig, build_tokenizer, load_tokenizer, special_ids, vocab_hash, EOT
 
@@ -370,8 +370,6 @@ def build_preset(name: str) -> DataBuildConfig:
     "Tokenizer/packing settings for a mixture preset (`tiny`, `stable-code-3b`); other mixtures get `tiny`'s."
     return DataBuildConfig.from_dict(_BUILD_PRESETS.get(name, _BUILD_PRESETS['tiny']), f"data build preset '{name}'")
 
-def _jhash(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
 def mixture_hash(mixture) -> str:
     "The mixture's config hash (`stablecode.data.load_mixture(mixture).hash()`), as the corpus manifest records it."
     from stablecode.data import load_mixture
@@ -457,7 +455,7 @@ def build(mixture,                              # a preset name (`tiny`), a mixt
                               special_ids=tmeta['special_ids']),
                hashes=dict(mixture=mhash, corpus_manifest=chash, tokenizer_config=cfg.tokenizer.hash(),
                            vocab=tmeta['vocab_hash'], pack_config=cfg.pack.hash(),
-                           shards=_jhash({s: json.loads((pdir / v['dir'] / 'index.json').read_text())['shards']
+                           shards=json_hash({s: json.loads((pdir / v['dir'] / 'index.json').read_text())['shards']
                                           for s, v in pman['sources'].items()})),
                corpus_rebuilt=corpus_built, seconds=round(time.time() - t0, 2))
     (out / 'manifest.json').write_text(json.dumps(man, indent=1))

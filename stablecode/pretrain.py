@@ -13,7 +13,7 @@ from typing import Literal, Optional
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .config import ConfigError, ModelConfig, YamlConfig, build, preset
+from .config import ConfigError, ModelConfig, YamlConfig, build, json_hash, preset
 from .model import StableCodeForCausalLM, complete, flops_per_token
 
 # %% auto #0
@@ -156,7 +156,7 @@ def _corpus_hash(corpus: Path) -> str:
         return (m.get('content_sha256') or hashlib.sha256(mf.read_bytes()).hexdigest())[:16]
     files = sorted((p.name, p.stat().st_size) for p in corpus.glob('*.jsonl.gz'))
     if not files: raise FileNotFoundError(f"{corpus}: no corpus (*.jsonl.gz); run the data stage first")
-    return hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
+    return json_hash(files)
 
 def tokenizer_dir(cfg: PretrainConfig) -> str: return cfg.tokenizer or str(Path(cfg.data_dir) / 'tokenizer')
 
@@ -325,7 +325,7 @@ def stage_hash(cfg: PretrainConfig, i: int, packed_manifest: dict) -> str:
     keep = dict(stage=cfg.stages[i].to_dict(), model=cfg.model, seed=cfg.seed, precision=cfg.precision,
                 data=packed_manifest.get('inputs'), pack=packed_manifest.get('pack_hash'),
                 before=[s.to_dict() for s in cfg.stages[:i]])
-    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_hash(keep)
 
 def _read_metrics(path: Path, before_step: int | None = None) -> list[dict]:
     if not path.exists(): return []

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Optional
 from tqdm.auto import tqdm
-from .config import ConfigError, YamlConfig, build
+from .config import ConfigError, YamlConfig, build, json_hash
 
 # %% auto #0
 __all__ = ['LaunchConfig', 'write_hostfile', 'read_hostfile', 'launch_commands', 'launch_env', 'format_command', 'LaunchError',
@@ -264,14 +264,12 @@ def check_notebooks(run: Run, missing_ok: bool = False) -> list[str]:
     return missing
 
 # %% ../nbs/14_run.ipynb #62d40bda
-def _sha(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
 def stage_hashes(cfg: RunConfig) -> dict[str, str]:
     "Config hash of every stage, each chained to the one before it."
     out, prev = {}, ''
     for s in cfg.stages:
         lc = cfg.stage_launch(s.name) if s.module else None
-        prev = out[s.name] = _sha(dict(notebook=s.notebook, parameters=s.parameters, module=s.module,
+        prev = out[s.name] = json_hash(dict(notebook=s.notebook, parameters=s.parameters, module=s.module,
                                        launch=dataclasses.asdict(lc) if lc else None, previous=prev))
     return out
 
