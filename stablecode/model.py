@@ -19,10 +19,10 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from .config import ModelConfig, preset
 
 # %% auto #0
-__all__ = ['rotary_cos_sin', 'rotate_half', 'apply_partial_rotary', 'documents_from_positions', 'positions_from_documents',
-           'attention_bias', 'PerHeadLayerNorm', 'Attention', 'MLP', 'DecoderLayer', 'StableCodeModel',
-           'StableCodeForCausalLM', 'causal_lm_loss', 'count_parameters', 'check_checkpoint', 'complete',
-           'flops_per_token']
+__all__ = ['CACHE_FIELD', 'rotary_cos_sin', 'rotate_half', 'apply_partial_rotary', 'documents_from_positions',
+           'positions_from_documents', 'attention_bias', 'PerHeadLayerNorm', 'Attention', 'MLP', 'DecoderLayer',
+           'cache_argument', 'StableCodeModel', 'StableCodeForCausalLM', 'causal_lm_loss', 'count_parameters',
+           'check_checkpoint', 'complete', 'flops_per_token']
 
 # %% ../nbs/05_model.ipynb #a6a77217
 def rotary_cos_sin(position_ids: torch.Tensor, rotary_dims: int, theta: float, dtype=torch.float32):
@@ -157,6 +157,15 @@ class DecoderLayer(GradientCheckpointingLayer):
         x = x + a
         return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
+# %% ../nbs/05_model.ipynb #c0a1e5f4
+CACHE_FIELD = 'cache' if 'cache' in CausalLMOutputWithPast.__dataclass_fields__ else 'past_key_values'
+
+def cache_argument(cache: Optional[Cache], kwargs: dict) -> Optional[Cache]:
+    "The KV cache passed as `cache=` (transformers >= 5.24) or as `past_key_values=` (older `generate`, user code)."
+    old = kwargs.pop('past_key_values', None)
+    if cache is not None and old is not None: raise ValueError("pass the KV cache once: `cache=` or `past_key_values=`")
+    return cache if cache is not None else old
+
 # %% ../nbs/05_model.ipynb #5fb13d53
 class StableCodeModel(nn.Module):
     "Embedding, decoder layers and the final LayerNorm (transformers' `StableLmModel` under the same names)."
@@ -182,9 +191,9 @@ class StableCodeModel(nn.Module):
                 attention_mask: Optional[torch.Tensor] = None,   # (b, past+t): 1 for tokens, 0 for padding
                 position_ids: Optional[torch.LongTensor] = None, # (b, t); restarting positions mark packed documents
                 document_ids: Optional[torch.LongTensor] = None, # (b, t) document index per token (packed rows)
-                past_key_values: Optional[Cache] = None,         # KV cache for incremental decoding
+                cache: Optional[Cache] = None,                   # KV cache for incremental decoding
                 use_cache: Optional[bool] = None, **kwargs) -> BaseModelOutputWithPast:
-        cfg = self.cfg
+        cfg, past_key_values = self.cfg, cache_argument(cache, kwargs)
         past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
         self._check_inputs(input_ids, past_len)
         b, t = input_ids.shape
@@ -209,7 +218,7 @@ class StableCodeModel(nn.Module):
         else:
             mask = attention_bias(t, past_len, attention_mask, document_ids, device=x.device)
         for layer in self.layers: x = layer(x, cos, sin, mask, past_key_values, cu)
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), past_key_values=past_key_values)
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), **{CACHE_FIELD: past_key_values})
 
 class StableCodeForCausalLM(PreTrainedModel, GenerationMixin):
     "The Stable Code decoder; reads and writes transformers `stablelm` checkpoints."
@@ -238,21 +247,22 @@ class StableCodeForCausalLM(PreTrainedModel, GenerationMixin):
                 attention_mask: Optional[torch.Tensor] = None,   # (b, past+t): 1 for tokens, 0 for padding
                 position_ids: Optional[torch.LongTensor] = None, # (b, t); restarting positions mark packed documents
                 document_ids: Optional[torch.LongTensor] = None, # (b, t) document index per token (packed rows)
-                past_key_values: Optional[Cache] = None,         # KV cache for incremental decoding
+                cache: Optional[Cache] = None,                   # KV cache (`past_key_values` before transformers 5.24)
                 labels: Optional[torch.LongTensor] = None,       # (b, t) targets, shifted inside; -100 = ignored
                 use_cache: Optional[bool] = None,
                 logits_to_keep: int = 0,                         # compute logits for the last n positions only (0 = all)
                 shift_labels: Optional[torch.LongTensor] = None, # (b, t) targets already aligned with the logits
                 num_items_in_batch=None,                         # from the HF Trainer: normalize the summed loss by it
                 **kwargs) -> CausalLMOutputWithPast:
-        out = self.model(input_ids, attention_mask, position_ids, document_ids, past_key_values, use_cache)
+        cache = cache_argument(cache, kwargs)
+        out = self.model(input_ids, attention_mask, position_ids, document_ids, cache, use_cache)
         x = out.last_hidden_state
         if logits_to_keep: x = x[:, -logits_to_keep:]
         logits = self.lm_head(x)
         loss = None
         if labels is not None or shift_labels is not None:
             loss = causal_lm_loss(logits, labels, num_items_in_batch, shift_labels)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_FIELD: getattr(out, CACHE_FIELD)})
 
 def causal_lm_loss(logits, labels=None, num_items_in_batch=None, shift_labels=None):
     "Next-token cross-entropy; -100 labels ignored; summed over `num_items_in_batch` when the trainer gives it."

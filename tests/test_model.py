@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, StableLmForCausalLM, PreTrainedTokenizerFast
 from stablecode.config import ModelConfig, preset
-from stablecode.model import StableCodeForCausalLM, complete, count_parameters, flops_per_token
+from stablecode.model import CACHE_FIELD, StableCodeForCausalLM, complete, count_parameters, flops_per_token
 
 BASE = dict(vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=4, max_position_embeddings=512, rope_theta=10_000.0)
@@ -67,9 +67,11 @@ def test_kv_cache_equals_recomputation_logits():
         full = ours(ids).logits
         out = ours(ids[:, :10], use_cache=True)
         steps = [out.logits]
-        cache = out.past_key_values
-        for i in range(10, 30, 5):                  # chunks of 5 after a prefill of 10
-            o = ours(ids[:, i:i + 5], past_key_values=cache, use_cache=True); cache = o.past_key_values
+        cache = getattr(out, CACHE_FIELD)
+        for n, i in enumerate(range(10, 30, 5)):    # chunks of 5 after a prefill of 10
+            # the cache keyword of transformers >= 5.24 (`cache`) and the one before it (`past_key_values`) alternate
+            kw = {'cache' if n % 2 else 'past_key_values': cache}
+            o = ours(ids[:, i:i + 5], use_cache=True, **kw); cache = getattr(o, CACHE_FIELD)
             steps.append(o.logits)
     assert (torch.cat(steps, 1) - full).abs().max().item() < 1e-5
 
