@@ -1,22 +1,25 @@
-# `make test` and `make run` bootstrap .venv themselves from nothing.
+# `make test` and `make run` bootstrap .venv themselves from nothing, with the exact versions of the lock.
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The CPU machines carry this torch build as a local wheel; pip takes it from there. Override for a CUDA build.
 TORCH ?= torch==2.13.0
+# The lock: pip constraints with the exact version of every dependency (scripts/lock.sh writes it). Empty = newest allowed.
+LOCK ?= constraints.txt
+PIP = $(BIN)/pip install -q --disable-pip-version-check $(if $(LOCK),-c $(LOCK))
 
-.PHONY: install test run quickstart docs bench clean-venv
+.PHONY: install test run quickstart docs bench lock test-latest clean-venv
 
 # System tools the tests use: bubblewrap (the execution sandbox's namespaces) and Chromium (the docs check).
 SYSTEM_PKGS ?= bubblewrap chromium chromium-driver
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	bash scripts/system_deps.sh $(SYSTEM_PKGS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH)"
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	$(PIP) "$(TORCH)"
+	$(PIP) -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,9 +42,18 @@ bench: $(STAMP)
 
 ## Notebooks clean, package in sync with the notebooks, every notebook's cells, then pytest.
 test: $(STAMP)
-	bash scripts/check_sync.sh
+	BIN=$(BIN) bash scripts/check_sync.sh
 	$(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/pytest -q tests
+
+## Re-resolve the newest versions pyproject.toml allows and write them to constraints.txt (then test and commit it).
+lock:
+	PYTHON=$(PYTHON) TORCH="$(TORCH)" bash scripts/lock.sh
+
+## Early warning: the test suite on the newest versions pyproject.toml allows, in .venv-latest (the lock is not used).
+test-latest:
+	rm -rf .venv-latest
+	$(MAKE) test VENV=.venv-latest LOCK=
 
 clean-venv:
 	rm -rf $(VENV)

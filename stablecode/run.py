@@ -18,7 +18,8 @@ from .config import ConfigError, YamlConfig, build, json_hash
 __all__ = ['LaunchConfig', 'write_hostfile', 'read_hostfile', 'launch_commands', 'launch_env', 'format_command', 'LaunchError',
            'launch', 'deepspeed_config', 'StageConfig', 'RunConfig', 'Run', 'project_root', 'load_run',
            'notebook_parameters', 'check_notebooks', 'stage_hashes', 'file_sha256', 'git_info', 'package_versions',
-           'StageFailed', 'plan', 'run', 'stage_dir', 'load_run_config', 'launch_stage', 'cli']
+           'read_lock', 'environment', 'canonical_name', 'StageFailed', 'plan', 'run', 'stage_dir', 'load_run_config',
+           'launch_stage', 'cli']
 
 # %% ../nbs/14_run.ipynb #e1659d63
 @dataclass
@@ -303,6 +304,24 @@ def package_versions(names=_PACKAGES) -> dict[str, str | None]:
         except PackageNotFoundError: out[n] = None
     return out
 
+def read_lock(path) -> dict[str, str]:
+    "The exact versions pinned by a pip constraints file (`constraints.txt`, written by `make lock`); {} if absent."
+    path = Path(path)
+    if not path.is_file(): return {}
+    pins = (l.split('#')[0].strip() for l in path.read_text().splitlines())
+    return {canonical_name(n): v for n, _, v in (l.partition('==') for l in pins if '==' in l)}
+
+def environment(lock=None) -> dict:
+    "Every installed distribution with its version, and where it differs from the lock (`{name: [locked, installed]}`)."
+    from importlib.metadata import distributions
+    installed = {canonical_name(d.metadata['Name']): d.version for d in distributions() if d.metadata['Name']}
+    locked = read_lock(lock) if lock else {}
+    drift = {n: [v, installed.get(n)] for n, v in sorted(locked.items()) if installed.get(n) != v}
+    return {'installed': dict(sorted(installed.items())), 'lock': str(lock) if lock else None,
+            'lock_packages': len(locked), 'lock_drift': drift}
+
+def canonical_name(name: str) -> str: return re.sub(r'[-_.]+', '-', name).lower()
+
 def _snapshot(d: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(d)): (p.stat().st_size, p.stat().st_mtime_ns) for p in d.rglob('*') if p.is_file()} if d.exists() else {}
 
@@ -379,7 +398,8 @@ def run(path, from_stage: str | None = None, only: str | None = None, force: boo
     mpath = r.run_dir/'manifest.json'
     manifest = _read_json(mpath) or {}
     manifest.update(run=cfg.name, description=cfg.description, yaml=str(r.yaml_path), run_dir=str(r.run_dir),
-                    git=git_info(r.root), packages=package_versions(), host=platform.node(),
+                    git=git_info(r.root), packages=package_versions(), environment=environment(r.root/'constraints.txt'),
+                    host=platform.node(),
                     config_hashes=hashes, started=_now(), finished=None, status='running')
     manifest.setdefault('stages', {})
     names = [s.name for s in cfg.stages]
