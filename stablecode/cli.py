@@ -14,7 +14,7 @@ __all__ = ['COMMANDS', 'MissingSubcommand', 'resolve', 'main']
 # %% ../nbs/15_cli.ipynb #a3b69de9
 COMMANDS: dict[str, tuple[str, str]] = {
     'run': ('stablecode.run:cli', 'execute the stage notebooks of a run YAML with papermill (papermill_runs/*.yaml)'),
-    'quickstart': ('stablecode.pretrain:quickstart_cli', 'the default main job: train the tiny model a few steps on CPU'),
+    'quickstart': ('stablecode.quickstart:quickstart_cli', 'the smallest loop: a small data build, a few steps of the tiny model, a sample'),
     'data': ('stablecode.packing:cli', 'tokenize, FIM-transform and pack a corpus into token shards'),
     'pretrain': ('stablecode.pretrain:cli', 'staged pretraining from a config file (DeepSpeed ZeRO-1; --resume)'),
     'eval': ('stablecode.eval:cli', 'evaluate a checkpoint (HumanEval, MBPP, FIM) in the sandbox'),

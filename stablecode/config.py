@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses, types, typing, json
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ConfigError', 'build', 'json_hash', 'YamlConfig', 'ModelConfig', 'model_config_from_hf', 'model_config_to_hf',
-           'preset_names', 'preset']
+__all__ = ['MODEL_PRESETS', 'preset', 'preset_names', 'ConfigError', 'build', 'json_hash', 'YamlConfig', 'ModelConfig',
+           'model_config_from_hf', 'model_config_to_hf', 'Presets']
 
 # %% ../nbs/00_config.ipynb #a2b4f219
 class ConfigError(ValueError):
@@ -94,8 +95,10 @@ class YamlConfig:
     def from_yaml(cls, path):
         "Load from a YAML file; errors name the key and the file."
         path = Path(path)
-        try: data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        try: data = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
+        except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+        except OSError as e: raise ConfigError(f"{path}: cannot read it ({e.strerror})") from None
+        except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
         return build(cls, data, str(path))
 
     def to_dict(self) -> dict: return asdict(self)
@@ -195,21 +198,43 @@ def model_config_to_hf(cfg: ModelConfig):
     hf.architectures = ['StableLmForCausalLM']
     return hf
 
-ModelConfig.from_hf = staticmethod(model_config_from_hf)
-ModelConfig.to_hf = model_config_to_hf
+@patch(cls_method=True)
+def from_hf(cls: ModelConfig, cfg) -> ModelConfig: return model_config_from_hf(cfg)
+
+@patch
+def to_hf(self: ModelConfig): return model_config_to_hf(self)
 
 # %% ../nbs/00_config.ipynb #2ee2334e
-_PRESETS = {
+class Presets:
+    "Named configs of one type (litgpt's `Config.from_name`): `reg(name, **overrides)` builds one, strictly."
+    registries: dict[str, Presets] = {}          # every registry by kind; the test suite builds all their presets
+
+    def __init__(self, kind: str,                # what the presets configure: 'model', 'mixture', 'pretrain', ...
+                 cls,                            # the config dataclass they build
+                 entries: dict[str, dict | Callable[..., dict]]):  # name -> fields, or a function of keywords -> fields
+        self.kind, self.cls, self.entries = kind, cls, dict(entries)
+        Presets.registries[kind] = self
+
+    def names(self) -> list[str]: return list(self.entries)
+    def __contains__(self, name) -> bool: return name in self.entries
+    def __repr__(self): return f"Presets({self.kind!r}: {', '.join(self.entries)})"
+
+    def fields(self, name: str, **overrides) -> dict:
+        "The plain fields of preset `name`: a dict entry updated with `overrides`, or a function entry called with them."
+        if name not in self.entries:
+            raise ConfigError(f"unknown {self.kind} preset '{name}' (known: {', '.join(self.entries)})")
+        e = self.entries[name]
+        return e(**overrides) if callable(e) else {**e, **overrides}
+
+    def __call__(self, name: str, **overrides):
+        "The config of preset `name`, built and validated by the strict loader."
+        return build(self.cls, self.fields(name, **overrides), f"{self.kind} preset '{name}'")
+
+MODEL_PRESETS = Presets('model', ModelConfig, {
     'stable-code-3b': dict(),
     'tiny': dict(vocab_size=4096, hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
                  num_key_value_heads=4, rope_theta=10_000.0, max_position_embeddings=2048),
     'small': dict(vocab_size=8192, hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12,
                   num_key_value_heads=12, rope_theta=10_000.0, max_position_embeddings=4096),
-}
-
-def preset_names() -> list[str]: return list(_PRESETS)
-
-def preset(name: str, **overrides) -> ModelConfig:
-    "The model config of a named preset (`stable-code-3b`, `tiny`, `small`), with optional field overrides."
-    if name not in _PRESETS: raise ConfigError(f"unknown preset '{name}' (known: {', '.join(_PRESETS)})")
-    return build(ModelConfig, {**_PRESETS[name], **overrides}, f"preset '{name}'")
+})
+preset, preset_names = MODEL_PRESETS, MODEL_PRESETS.names     # the model presets, by their short names

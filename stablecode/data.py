@@ -23,15 +23,15 @@ from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from .config import ConfigError, YamlConfig, build
+from .config import ConfigError, Presets, YamlConfig, build
 
 # %% auto #0
 __all__ = ['LANGUAGE_EXTENSIONS', 'EXTENSION_LANGUAGE', 'STARCODERDATA_DIRS', 'SOURCE_KINDS', 'PRETRAIN_JACCARD',
-           'INSTRUCT_SEED_JACCARD', 'FILTERS', 'language_of', 'clean_notebook', 'SourceConfig', 'FilterConfig',
-           'DedupConfig', 'DecontConfig', 'ExecutorConfig', 'MixtureConfig', 'mixture_names', 'mixture_preset',
-           'load_mixture', 'math_problem_docs', 'stdlib_dir', 'walk_source_files', 'read_text_file', 'SourceReader',
-           'SizeFilter', 'MaxLineLengthFilter', 'MeanLineLengthFilter', 'AlnumFractionFilter', 'AutogenFilter',
-           'quality_filters', 'CodeWordTokenizer', 'lsh_params', 'minhash_config', 'lsh_probability',
+           'INSTRUCT_SEED_JACCARD', 'MIXTURE_PRESETS', 'mixture_preset', 'mixture_names', 'FILTERS', 'language_of',
+           'clean_notebook', 'SourceConfig', 'FilterConfig', 'DedupConfig', 'DecontConfig', 'ExecutorConfig',
+           'MixtureConfig', 'load_mixture', 'math_problem_docs', 'stdlib_dir', 'walk_source_files', 'read_text_file',
+           'SourceReader', 'SizeFilter', 'MaxLineLengthFilter', 'MeanLineLengthFilter', 'AlnumFractionFilter',
+           'AutogenFilter', 'quality_filters', 'CodeWordTokenizer', 'lsh_params', 'minhash_config', 'lsh_probability',
            'MinhashVerifyPairs', 'load_benchmarks', 'Decontaminate', 'make_executor', 'corpus_stages', 'iter_documents',
            'finalize_corpus', 'manifest_markdown', 'build_corpus']
 
@@ -207,19 +207,14 @@ def _tiny(max_files: int = 300, math_count: int = 400) -> dict:
         dict(name='math', kind='math_problems', weight=0.1, domain='math', language='en', count=math_count, seed=0),
     ])
 
-_MIXTURES = {'stable-code-3b': _stable_code_3b, 'tiny': _tiny}
-
-def mixture_names() -> list[str]: return list(_MIXTURES)
-
-def mixture_preset(name: str, **kw) -> MixtureConfig:
-    "A named mixture (`tiny`, `stable-code-3b`); `tiny` takes `max_files` and `math_count`."
-    if name not in _MIXTURES: raise ConfigError(f"unknown mixture '{name}' (known: {', '.join(_MIXTURES)})")
-    return MixtureConfig.from_dict(_MIXTURES[name](**kw), f"mixture preset '{name}'")
+# the named mixtures; `tiny` takes `max_files` and `math_count`
+MIXTURE_PRESETS = Presets('mixture', MixtureConfig, {'stable-code-3b': _stable_code_3b, 'tiny': _tiny})
+mixture_preset, mixture_names = MIXTURE_PRESETS, MIXTURE_PRESETS.names
 
 def load_mixture(spec) -> MixtureConfig:
     "A mixture from a preset name or a YAML path (or a `MixtureConfig`, returned as is)."
     if isinstance(spec, MixtureConfig): return spec
-    if str(spec) in _MIXTURES: return mixture_preset(str(spec))
+    if str(spec) in MIXTURE_PRESETS: return MIXTURE_PRESETS(str(spec))
     return MixtureConfig.from_yaml(spec)
 
 # %% ../nbs/01_data.ipynb #a5287361

@@ -8,13 +8,13 @@ Docs: https://stablecode.github.io/stablecode/fim.html.md"""
 from __future__ import annotations
 from typing import Literal, NamedTuple, Sequence
 import numpy as np
+from .tokenizer import FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SUFFIX
 
 # %% auto #0
-__all__ = ['FIM_PREFIX', 'FIM_MIDDLE', 'FIM_SUFFIX', 'FIM_PAD', 'FIM_SENTINELS', 'FimSplit', 'has_sentinel', 'fim_split',
-           'fim_join', 'fim_transform', 'fim_inverse', 'fim_token_ids']
+__all__ = ['FIM_SENTINELS', 'FimSplit', 'has_sentinel', 'fim_prompt', 'fim_split', 'fim_join', 'fim_transform', 'fim_inverse',
+           'fim_token_ids']
 
 # %% ../nbs/03_fim.ipynb #9dcc92ea
-FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD = '<fim_prefix>', '<fim_middle>', '<fim_suffix>', '<fim_pad>'
 FIM_SENTINELS = (FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD)
 
 class FimSplit(NamedTuple):
@@ -26,7 +26,12 @@ class FimSplit(NamedTuple):
 
 def has_sentinel(doc: str) -> bool:
     "Whether `doc` contains a FIM sentinel as literal text."
-    return '<fim_' in doc and any(s in doc for s in FIM_SENTINELS)
+    return any(s in doc for s in FIM_SENTINELS)
+
+def fim_prompt(prefix: str, suffix: str, mode: Literal['psm', 'spm'] = 'psm') -> str:
+    "The infilling prompt the model completes with the middle (then `<|endoftext|>`), in the order it was trained on."
+    if mode == 'psm': return f"{FIM_PREFIX}{prefix}{FIM_SUFFIX}{suffix}{FIM_MIDDLE}"
+    return f"{FIM_PREFIX}{FIM_SUFFIX}{suffix}{FIM_MIDDLE}{prefix}"
 
 # %% ../nbs/03_fim.ipynb #6fab1719
 def fim_split(doc: str, *,

@@ -11,16 +11,19 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 import numpy as np
+import yaml
 from tqdm.auto import tqdm
-from .config import YamlConfig, ConfigError, json_hash
+from .config import ConfigError, Presets, YamlConfig, json_hash
+from .data import build_corpus, iter_documents, load_mixture
 from .fim import fim_split, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX
 from .tokenizer import TokenizerConfig, build_tokenizer, load_tokenizer, special_ids, vocab_hash, EOT
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PackConfig', 'ShardWriter', 'DocEncoder', 'pack_documents', 'PackedDataset', 'Loader', 'DataBuildConfig',
-           'build_preset', 'mixture_hash', 'corpus_weights', 'build', 'cli']
+__all__ = ['log', 'DATA_PRESETS', 'STREAMS_FILE', 'PackConfig', 'ShardWriter', 'DocEncoder', 'pack_documents', 'PackedDataset',
+           'Loader', 'DataBuildConfig', 'mixture_hash', 'corpus_weights', 'corpus_hash', 'pack_streams', 'stream_dir',
+           'build', 'cli']
 
 # %% ../nbs/04_packing.ipynb #13e843a7
 @dataclass
@@ -355,24 +358,39 @@ class Loader:
 # %% ../nbs/04_packing.ipynb #11e8b7be
 @dataclass
 class DataBuildConfig(YamlConfig):
-    "Tokenizer and packing settings of a data build."
+    "The tokenizer and the packed streams of a data build: one stream for each packing a training stage reads."
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    pack: PackConfig = field(default_factory=PackConfig)
+    packs: dict[str, PackConfig] = field(default_factory=lambda: {'default': PackConfig()})  # stream name -> packing
 
-_BUILD_PRESETS = {
-    'tiny': dict(tokenizer=dict(kind='train', vocab_size=4096), pack=dict(seq_len=512)),
-    # Stage 1 of Stable Code at 4,096 tokens (StableCode alpha's first stage length; the report's is not stated);
-    # the long-context stage re-packs at 16,384 with fim_scope='file'.
-    'stable-code-3b': dict(tokenizer=dict(kind='hub', name='stabilityai/stable-code-3b'), pack=dict(seq_len=4096)),
-}
+    def validate(self):
+        if not self.packs: raise ConfigError("DataBuildConfig: 'packs' is empty; name at least one packed stream")
+        bad = [n for n in self.packs if not re.fullmatch(r'[A-Za-z0-9_.\-]+', n)]
+        if bad: raise ConfigError(f"DataBuildConfig: stream name {bad[0]!r} may only use letters, digits, _ . -")
 
-def build_preset(name: str) -> DataBuildConfig:
-    "Tokenizer/packing settings for a mixture preset (`tiny`, `stable-code-3b`); other mixtures get `tiny`'s."
-    return DataBuildConfig.from_dict(_BUILD_PRESETS.get(name, _BUILD_PRESETS['tiny']), f"data build preset '{name}'")
+    def with_packs(self, overrides: dict[str, dict] | None) -> DataBuildConfig:
+        "A copy whose streams are updated field by field from `{stream: {field: value}}` (a run YAML's `packs`)."
+        d = self.to_dict()
+        for name, over in (overrides or {}).items():
+            if name not in d['packs']: raise ConfigError(f"packs: unknown stream '{name}' (streams: {', '.join(d['packs'])})")
+            d['packs'][name] = {**d['packs'][name], **over}
+        return DataBuildConfig.from_dict(d, 'packs')
 
+_FIM = dict(fim_rate=0.5, spm_rate=0.5)           # StarCoder's FIM defaults; the report states neither rate
+DATA_PRESETS = Presets('data', DataBuildConfig, {
+    # the tiny run's two training streams: short sequences with FIM, then long ones with FIM inside each file
+    'tiny': dict(tokenizer=dict(kind='train', vocab_size=4096),
+                 packs=dict(code=dict(seq_len=128, **_FIM),
+                            long_context=dict(seq_len=512, fim_scope='file', group_by='source', **_FIM))),
+    # Stable Code 3B: 4,096 tokens (StableCode alpha's first length; the report's is not stated), then 16,384 with
+    # the files of one repository joined and FIM kept within a file
+    'stable-code-3b': dict(tokenizer=dict(kind='hub', name='stabilityai/stable-code-3b'),
+                           packs=dict(code=dict(seq_len=4096, **_FIM),
+                                      long_context=dict(seq_len=16_384, fim_scope='file', group_by='repository', **_FIM))),
+})
+
+# %% ../nbs/04_packing.ipynb #a1d0c003
 def mixture_hash(mixture) -> str:
     "The mixture's config hash (`stablecode.data.load_mixture(mixture).hash()`), as the corpus manifest records it."
-    from stablecode.data import load_mixture
     return load_mixture(mixture).hash()
 
 def corpus_weights(man: dict) -> dict[str, float] | None:
@@ -385,109 +403,146 @@ def corpus_weights(man: dict) -> dict[str, float] | None:
         return {str(v['name']): float(v['weight']) for v in src}
     return None
 
-def _iter_corpus(corpus_dir: Path):
-    from stablecode.data import iter_documents
-    return iter_documents(corpus_dir)
+def corpus_hash(corpus_dir) -> str:
+    "The corpus manifest's content hash; for a corpus without a manifest (written by hand), its shard names and sizes."
+    mf = Path(corpus_dir) / 'manifest.json'
+    if mf.exists():
+        m = json.loads(mf.read_text())
+        return (m.get('content_sha256') or hashlib.sha256(mf.read_bytes()).hexdigest())[:16]
+    files = sorted((p.name, p.stat().st_size) for p in Path(corpus_dir).glob('*.jsonl.gz'))
+    if not files: raise FileNotFoundError(f"{corpus_dir}: no corpus (*.jsonl.gz); run the data stage first")
+    return json_hash(files)
 
 def _sampled_texts(corpus_dir: Path, max_chars: int, total: int | None = None) -> Iterator[str]:
     "Corpus text for tokenizer training: every document, or an even sample across the corpus when it is larger."
-    if total is None: total = sum(len(d['text']) for d in _iter_corpus(corpus_dir))
+    if total is None: total = sum(len(d['text']) for d in iter_documents(corpus_dir))
     keep = min(1.0, max_chars / max(total, 1))
     acc = 0.0
-    for d in _iter_corpus(corpus_dir):
+    for d in iter_documents(corpus_dir):
         acc += keep
         if acc >= 1.0: acc -= 1.0; yield d['text']
 
+# %% ../nbs/04_packing.ipynb #a1d0c004
+STREAMS_FILE = 'streams.json'    # in packed/: stream name -> the packed directory (by pack hash) that holds it
+
+def pack_streams(data_dir,                        # the data directory: reads corpus/, writes packed/<pack hash>/
+                 packs: dict[str, PackConfig],    # stream name -> packing
+                 tok,                             # the tokenizer of the data build
+                 *, force: bool = False) -> dict[str, dict]:
+    "Pack the corpus once per distinct packing; write `packed/streams.json`; returns each stream's packed manifest."
+    data_dir = Path(data_dir)
+    cmf = data_dir / 'corpus' / 'manifest.json'
+    cman = json.loads(cmf.read_text()) if cmf.exists() else {}
+    inputs = dict(corpus_hash=corpus_hash(data_dir / 'corpus'), vocab_hash=vocab_hash(tok))
+    done: dict[str, dict] = {}
+    for name, pc in packs.items():
+        h, d = pc.hash(), data_dir / 'packed' / pc.hash()
+        if h in done: continue
+        m = json.loads((d / 'manifest.json').read_text()) if (d / 'manifest.json').exists() else {}
+        if force or m.get('pack_hash') != h or m.get('inputs') != inputs:
+            log.info(f"packing stream {name!r} (seq_len {pc.seq_len}) into {d}")
+            m = pack_documents(iter_documents(data_dir / 'corpus'), tok, pc, d, weights=corpus_weights(cman),
+                               total=(cman.get('totals') or {}).get('docs_kept'), extra=dict(inputs=inputs))
+        done[h] = m
+    streams = {n: dict(dir=pc.hash(), pack_hash=pc.hash(), seq_len=pc.seq_len) for n, pc in packs.items()}
+    (data_dir / 'packed' / STREAMS_FILE).write_text(json.dumps(streams, indent=1))
+    return {n: done[pc.hash()] for n, pc in packs.items()}
+
+def stream_dir(data_dir, stream: str) -> Path:
+    "The packed directory of `stream` in a data directory; a clear error when the data stage did not build it."
+    f = Path(data_dir) / 'packed' / STREAMS_FILE
+    if not f.exists(): raise FileNotFoundError(f"{f} not found: run the data stage first (it packs the training streams)")
+    streams = json.loads(f.read_text())
+    if stream not in streams:
+        raise FileNotFoundError(f"{f}: the data stage did not pack stream '{stream}' (it packed: {', '.join(streams)}); "
+                                f"add it to the data stage's `packs`")
+    return Path(data_dir) / 'packed' / streams[stream]['dir']
+
+# %% ../nbs/04_packing.ipynb #a1d0c005
+def _corpus_step(mixture, out: Path, force: bool) -> tuple[dict, bool]:
+    "Build the corpus unless `corpus/manifest.json` has the mixture's hash; returns (corpus manifest, rebuilt)."
+    mf, mhash = out / 'corpus' / 'manifest.json', mixture_hash(mixture)
+    cman = json.loads(mf.read_text()) if mf.exists() else None
+    if not force and cman is not None and cman.get('config_hash') == mhash:
+        log.info(f"corpus in {out / 'corpus'} is current (mixture hash {mhash}); not rebuilt"); return cman, False
+    log.info(f"building corpus in {out / 'corpus'}")
+    build_corpus(mixture, out)
+    return json.loads(mf.read_text()), True
+
+def _tokenizer_step(cfg: TokenizerConfig, out: Path, cman: dict, force: bool) -> tuple[Any, dict]:
+    "Train (or fetch) the tokenizer unless it was made from this corpus with this config; returns (tokenizer, meta)."
+    tdir, chash = out / 'tokenizer', corpus_hash(out / 'corpus')
+    info = tdir / 'stablecode_tokenizer.json'
+    meta = json.loads(info.read_text()) if info.exists() else {}
+    if not force and meta.get('config_hash') == cfg.hash() and meta.get('corpus_hash') == chash:
+        return load_tokenizer(tdir), meta
+    texts = _sampled_texts(out / 'corpus', cfg.max_chars, (cman.get('totals') or {}).get('bytes_kept'))
+    tok = build_tokenizer(cfg, texts, tdir, corpus_hash=chash)
+    return tok, json.loads(info.read_text())
+
 def build(mixture,                              # a preset name (`tiny`), a mixture YAML path, or a mixture object
           out_dir,                              # the data directory: corpus/, tokenizer/, packed/, manifest.json
-          cfg: DataBuildConfig | None = None,   # tokenizer and packing settings (default: the preset's)
+          cfg: DataBuildConfig | None = None,   # tokenizer and packed streams (default: the data preset of the mixture's name)
           *, force: bool = False,               # rebuild every step
          ) -> dict:
-    "The data stage: corpus -> tokenizer -> packed shards -> `manifest.json`; unchanged steps are skipped."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    name = getattr(mixture, 'name', None) or (Path(str(mixture)).stem if str(mixture).endswith(('.yaml', '.yml'))
-                                               else str(mixture))
-    cfg = cfg or build_preset(name)
-    t0 = time.time()
-    # 1. corpus
-    corpus_dir, mhash = out / 'corpus', mixture_hash(mixture)
-    cman_path = corpus_dir / 'manifest.json'
-    cman = json.loads(cman_path.read_text()) if cman_path.exists() else None
-    corpus_built = False
-    current = cman is not None and cman.get('config_hash') == mhash
-    if force or not current:
-        from stablecode.data import build_corpus
-        log.info(f"building corpus for mixture {name!r} in {corpus_dir}")
-        build_corpus(mixture, out)
-        cman = json.loads(cman_path.read_text()); corpus_built = True
-    else: log.info(f"corpus in {corpus_dir} is current (mixture hash {mhash}); not rebuilt")
-    chash = (cman.get('content_sha256') or hashlib.sha256(cman_path.read_bytes()).hexdigest())[:16]
-    # 2. tokenizer
-    tdir = out / 'tokenizer'
-    tinfo = tdir / 'stablecode_tokenizer.json'
-    tmeta = json.loads(tinfo.read_text()) if tinfo.exists() else {}
-    if force or tmeta.get('config_hash') != cfg.tokenizer.hash() or tmeta.get('corpus_hash') != chash:
-        tok = build_tokenizer(cfg.tokenizer, _sampled_texts(corpus_dir, cfg.tokenizer.max_chars,
-                                                                (cman.get('totals') or {}).get('bytes_kept')), tdir, corpus_hash=chash)
-        tmeta = json.loads(tinfo.read_text())
-    else: tok = load_tokenizer(tdir)
-    # 3. packing
-    pdir = out / 'packed'
-    pman_path = pdir / 'manifest.json'
-    inputs = dict(corpus_hash=chash, vocab_hash=tmeta['vocab_hash'])
-    pman = json.loads(pman_path.read_text()) if pman_path.exists() else {}
-    if force or pman.get('pack_hash') != cfg.pack.hash() or pman.get('inputs') != inputs:
-        weights = corpus_weights(cman)
-        total = (cman.get('totals') or {}).get('docs_kept')
-        pman = pack_documents(_iter_corpus(corpus_dir), tok, cfg.pack, pdir, weights=weights, total=total,
-                              extra=dict(inputs=inputs))
+    "The data stage: corpus -> tokenizer -> packed streams -> `manifest.json`; unchanged steps are skipped."
+    out, t0 = Path(out_dir), time.time(); out.mkdir(parents=True, exist_ok=True)
+    name = load_mixture(mixture).name
+    cfg = cfg or DATA_PRESETS(name)
+    cman, rebuilt = _corpus_step(mixture, out, force)
+    tok, tmeta = _tokenizer_step(cfg.tokenizer, out, cman, force)
+    packed = pack_streams(out, cfg.packs, tok, force=force)
     keys = ('docs_in', 'docs_kept', 'skipped', 'filters', 'exact_dedup', 'near_dedup', 'decontamination')
-    counts = dict(totals=cman.get('totals'), contamination=cman.get('contamination'),
-                  per_source={s: {k: p[k] for k in keys if k in p} for s, p in (cman.get('sources') or {}).items()
-                              if isinstance(p, dict)})
-    man = dict(mixture=name, mixture_hash=mhash,
-               config=cfg.to_dict(),
-               tokens_per_source={s: v['tokens'] for s, v in pman['sources'].items()},
-               sequences_per_source={s: v['seqs'] for s, v in pman['sources'].items()},
-               weights={s: v['weight'] for s, v in pman['sources'].items()},
-               corpus=counts,
+    per_source = {s: {k: p[k] for k in keys if k in p} for s, p in (cman.get('sources') or {}).items() if isinstance(p, dict)}
+    streams = {n: dict(dir=f"packed/{m['pack_hash']}", seq_len=m['pack_config']['seq_len'],
+                       tokens_per_source={s: v['tokens'] for s, v in m['sources'].items()},
+                       sequences_per_source={s: v['seqs'] for s, v in m['sources'].items()},
+                       weights={s: v['weight'] for s, v in m['sources'].items()}) for n, m in packed.items()}
+    man = dict(mixture=name, mixture_hash=mixture_hash(mixture), config=cfg.to_dict(), streams=streams,
+               corpus=dict(totals=cman.get('totals'), contamination=cman.get('contamination'), per_source=per_source),
                tokenizer=dict(size=tmeta['size'], padded_vocab_size=tmeta['padded_vocab_size'],
                               special_ids=tmeta['special_ids']),
-               hashes=dict(mixture=mhash, corpus_manifest=chash, tokenizer_config=cfg.tokenizer.hash(),
-                           vocab=tmeta['vocab_hash'], pack_config=cfg.pack.hash(),
-                           shards=json_hash({s: json.loads((pdir / v['dir'] / 'index.json').read_text())['shards']
-                                          for s, v in pman['sources'].items()})),
-               corpus_rebuilt=corpus_built, seconds=round(time.time() - t0, 2))
+               hashes=dict(mixture=mixture_hash(mixture), corpus_manifest=corpus_hash(out / 'corpus'),
+                           tokenizer_config=cfg.tokenizer.hash(), vocab=tmeta['vocab_hash'],
+                           packs={n: m['pack_hash'] for n, m in packed.items()}),
+               corpus_rebuilt=rebuilt, seconds=round(time.time() - t0, 2))
     (out / 'manifest.json').write_text(json.dumps(man, indent=1))
     return man
 
 # %% ../nbs/04_packing.ipynb #bc338b9c
+def _pack_overrides(items: list[str]) -> dict[str, dict]:
+    "`['code.seq_len=256', 'code.fim_rate=0.9']` -> `{'code': {'seq_len': 256, 'fim_rate': 0.9}}` (values read as YAML)."
+    out: dict[str, dict] = {}
+    for it in items:
+        key, eq, val = it.partition('=')
+        stream, dot, fld = key.partition('.')
+        if not (eq and dot and stream and fld): raise ConfigError(f"--pack {it!r}: expected STREAM.FIELD=VALUE")
+        out.setdefault(stream, {})[fld] = yaml.safe_load(val)
+    return out
+
 def cli(argv: list[str] | None = None) -> int:
-    "`stablecode data build --mixture {tiny|PATH.yaml} --out DIR`."
+    "`stablecode data build --mixture {tiny|PATH.yaml} --out DIR [--preset NAME | --config FILE] [--pack S.F=V ...]`."
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ['data']: argv = argv[1:]
     p = argparse.ArgumentParser(prog='stablecode data', description='Build the data stage: corpus, tokenizer, shards.')
     sub = p.add_subparsers(dest='cmd', required=True)
-    b = sub.add_parser('build', help='corpus -> tokenizer -> packed token shards -> manifest.json')
+    b = sub.add_parser('build', help='corpus -> tokenizer -> packed token streams -> manifest.json')
     b.add_argument('--mixture', required=True, help="mixture preset name (tiny, stable-code-3b) or a YAML file")
     b.add_argument('--out', required=True, help='output directory')
-    b.add_argument('--config', help='YAML DataBuildConfig (tokenizer, pack); default: the preset of the mixture')
-    b.add_argument('--seq-len', type=int, help='override pack.seq_len')
-    b.add_argument('--fim-rate', type=float, help='override pack.fim_rate')
-    b.add_argument('--seed', type=int, help='override pack.seed')
+    b.add_argument('--preset', help=f"data preset ({', '.join(DATA_PRESETS.names())}); default: the mixture's name")
+    b.add_argument('--config', help='YAML DataBuildConfig (tokenizer, packs) instead of a preset')
+    b.add_argument('--pack', action='append', default=[], metavar='STREAM.FIELD=VALUE', help='change one packing field')
     b.add_argument('--force', action='store_true', help='rebuild every step')
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     try:
-        from stablecode.data import load_mixture
         if a.mixture.endswith(('.yaml', '.yml')) and not Path(a.mixture).exists():
             raise FileNotFoundError(f"mixture file {a.mixture} not found")
         mix = load_mixture(a.mixture)
-        cfg = DataBuildConfig.from_yaml(a.config) if a.config else build_preset(mix.name)
-        over = {k: v for k, v in dict(seq_len=a.seq_len, fim_rate=a.fim_rate, seed=a.seed).items() if v is not None}
-        if over: cfg = DataBuildConfig.from_dict(dict(cfg.to_dict(), pack={**cfg.pack.to_dict(), **over}), 'command line')
-        man = build(mix, a.out, cfg, force=a.force)
+        cfg = DataBuildConfig.from_yaml(a.config) if a.config else DATA_PRESETS(a.preset or mix.name)
+        man = build(mix, a.out, cfg.with_packs(_pack_overrides(a.pack)), force=a.force)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"stablecode data build: error: {e}", file=sys.stderr); return 2
-    print(json.dumps(dict(tokens_per_source=man['tokens_per_source'], seconds=man['seconds']), indent=1))
+    print(json.dumps(dict(streams={n: dict(seq_len=s['seq_len'], tokens=sum(s['tokens_per_source'].values()))
+                                   for n, s in man['streams'].items()}, seconds=man['seconds']), indent=1))
     return 0

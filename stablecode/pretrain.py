@@ -6,31 +6,35 @@ Docs: https://stablecode.github.io/stablecode/pretrain.html.md"""
 
 # %% ../nbs/06_pretrain.ipynb #bb77e763
 from __future__ import annotations
-import argparse, gzip, hashlib, json, math, os, random, resource, shutil, signal, socket, sys, sysconfig, time
+import argparse, hashlib, json, math, os, random, re, resource, shutil, signal, socket, subprocess, sys, time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Optional
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .config import ConfigError, ModelConfig, YamlConfig, build, json_hash, preset
+import deepspeed
+import torch.distributed as dist
+from torch.utils.tensorboard import SummaryWriter
+from .config import ConfigError, ModelConfig, Presets, YamlConfig, build, json_hash, preset
+from .packing import DATA_PRESETS, Loader, PackedDataset, stream_dir
+from .tokenizer import load_tokenizer, padded_vocab_size
 from .model import StableCodeForCausalLM, complete, flops_per_token
 
 # %% auto #0
-__all__ = ['PRETRAIN_PRESETS', 'GPU_PEAK_TFLOPS', 'CKPT_PREFIX', 'cli', 'EOT', 'TrainStage', 'PretrainConfig', 'pretrain_preset',
-           'lr_factor', 'tokenizer_dir', 'stage_data', 'init_model', 'init_distributed', 'ds_config', 'param_groups',
-           'measured_cpu_tflops', 'peak_tflops', 'peak_memory_mib', 'valid_checkpoints', 'latest_checkpoint',
-           'save_checkpoint', 'load_checkpoint', 'TrainingDiverged', 'stage_hash', 'train_stage', 'save_hf', 'train',
-           'main', 'unigram_entropy', 'position_losses', 'heldout_stdlib', 'synthetic_infilling', 'infill_scores',
-           'run_local', 'fim_experiment', 'byte_tokenizer', 'stdlib_sample', 'to_rows', 'QuickstartConfig', 'lr_at',
-           'quickstart', 'quickstart_cli']
+__all__ = ['PRETRAIN_PRESETS', 'pretrain_preset', 'GPU_PEAK_TFLOPS', 'CKPT_PREFIX', 'cli', 'TrainStage', 'PretrainConfig',
+           'lr_factor', 'tokenizer_dir', 'stage_data', 'seq_lens', 'init_model', 'init_distributed', 'ds_config',
+           'param_groups', 'measured_cpu_tflops', 'peak_tflops', 'peak_memory_mib', 'valid_checkpoints',
+           'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'TrainingDiverged', 'stage_hash', 'build_engine',
+           'resume_candidates', 'restore', 'StepLog', 'train_step', 'train_stage', 'save_hf', 'train', 'main',
+           'run_local']
 
 # %% ../nbs/06_pretrain.ipynb #475ecc9d
 @dataclass
 class TrainStage(YamlConfig):
-    "One pretraining stage: data shape, batch, optimizer, schedule, FIM, rope base and initialization."
+    "One pretraining stage: its data stream, batch, optimizer, schedule, rope base and initialization."
     name: str                                   # stage name: its directory under the output directory
-    seq_len: int = 512                          # tokens per packed sequence
+    data: Optional[str] = None                  # packed stream it trains on (None: the stream named like the stage)
     steps: Optional[int] = None                 # optimizer steps (give `steps` or `tokens`)
     tokens: Optional[int] = None                # training tokens; steps = ceil(tokens / global_batch_tokens)
     global_batch_tokens: int = 8192             # tokens per optimizer step, over all processes
@@ -43,37 +47,31 @@ class TrainStage(YamlConfig):
     eps: float = 1e-8                           # AdamW epsilon
     weight_decay: float = 0.1                   # AdamW decoupled weight decay (matrices only)
     grad_clip: float = 1.0                      # global gradient-norm clipping (0: off)
-    fim_rate: float = 0.5                       # share of documents FIM-transformed
-    spm_rate: float = 0.5                       # share of FIM documents in SPM order
-    fim_scope: Literal['document', 'file'] = 'document'  # 'file': FIM only within one file of a grouped document
-    group_by: Optional[str] = None              # metadata key whose consecutive documents form one long document
     rope_theta: Optional[float] = None          # rope base for this stage (None: keep the initial checkpoint's)
     init: str = 'previous'                      # 'scratch', 'previous', or an HF checkpoint directory or hub id
 
     def validate(self):
         w = f"stage '{self.name}'"
         if (self.steps is None) == (self.tokens is None): raise ConfigError(f"{w}: give exactly one of 'steps' and 'tokens'")
-        for k in ('seq_len', 'global_batch_tokens', 'micro_batch'):
+        for k in ('global_batch_tokens', 'micro_batch'):
             if getattr(self, k) < 1: raise ConfigError(f"{w}: '{k}' must be >= 1, got {getattr(self, k)}")
         if (self.steps or 1) < 1 or (self.tokens or 1) < 1: raise ConfigError(f"{w}: 'steps'/'tokens' must be >= 1")
-        if self.global_batch_tokens % (self.seq_len * self.micro_batch):
-            raise ConfigError(f"{w}: global_batch_tokens {self.global_batch_tokens} is not divisible by micro_batch "
-                              f"{self.micro_batch} x seq_len {self.seq_len}")
         if not 0 <= self.min_lr <= self.lr: raise ConfigError(f"{w}: need 0 <= min_lr <= lr, got {self.min_lr}, {self.lr}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas): raise ConfigError(f"{w}: 'betas' must be two numbers in [0, 1)")
-        for k in ('fim_rate', 'spm_rate'):
-            if not 0 <= getattr(self, k) <= 1: raise ConfigError(f"{w}: '{k}' must be in [0, 1], got {getattr(self, k)}")
         if self.warmup < 0 or self.grad_clip < 0 or self.weight_decay < 0: raise ConfigError(f"{w}: negative warmup/grad_clip/weight_decay")
 
     @property
     def total_steps(self) -> int: return self.steps or -(-self.tokens // self.global_batch_tokens)
 
-    def grad_accum(self, world_size: int) -> int:
+    @property
+    def stream(self) -> str: return self.data or self.name
+
+    def grad_accum(self, world_size: int, seq_len: int) -> int:
         "Micro-steps per optimizer step for `world_size` processes; a clear error when the batch does not divide."
-        per = self.micro_batch * self.seq_len * world_size
+        per = self.micro_batch * seq_len * world_size
         if self.global_batch_tokens % per:
             raise ConfigError(f"stage '{self.name}': global_batch_tokens {self.global_batch_tokens} is not divisible by "
-                              f"micro_batch {self.micro_batch} x seq_len {self.seq_len} x world size {world_size} = {per}")
+                              f"micro_batch {self.micro_batch} x seq_len {seq_len} x world size {world_size} = {per}")
         return self.global_batch_tokens // per
 
 # %% ../nbs/06_pretrain.ipynb #4af5a31b
@@ -81,8 +79,8 @@ class TrainStage(YamlConfig):
 class PretrainConfig(YamlConfig):
     "A staged pretraining run: its stages, data, model and engine settings."
     stages: list[TrainStage]                    # the stages, in order
-    data_dir: str = 'runs/tiny/data'            # the data stage's output: corpus/ (and tokenizer/)
-    out_dir: str = 'runs/tiny/pretrain'         # one directory per stage: packed/, checkpoints/, hf/, metrics
+    data_dir: str = 'runs/tiny/data'            # the data stage's output: packed streams, tokenizer/, corpus/
+    out_dir: str = 'runs/tiny/pretrain'         # one directory per stage: checkpoints/, hf/, metrics
     model: str = 'tiny'                         # model preset of a stage initialized from scratch
     tokenizer: Optional[str] = None             # tokenizer directory or hub id (None: data_dir/tokenizer)
     seed: int = 0                               # initialization, FIM and data order
@@ -106,36 +104,33 @@ class PretrainConfig(YamlConfig):
         if self.zero_stage not in (0, 1, 2): raise ConfigError(f"PretrainConfig: 'zero_stage' must be 0, 1 or 2, got {self.zero_stage}")
         if self.save_every < 0 or self.keep_last < 1: raise ConfigError("PretrainConfig: need save_every >= 0 and keep_last >= 1")
 
-    def check_world(self, world_size: int) -> dict[str, int]:
-        "Gradient accumulation of every stage at `world_size`; raises before any work when a batch does not divide."
-        return {s.name: s.grad_accum(world_size) for s in self.stages}
+    def check_world(self, world_size: int, seq_lens: dict[str, int]) -> dict[str, int]:
+        "Gradient accumulation of every stage at `world_size` (`seq_lens`: stream -> length); raises before any work."
+        missing = [s.stream for s in self.stages if s.stream not in seq_lens]
+        if missing: raise ConfigError(f"stage trains on stream '{missing[0]}', which the data has not (streams: {', '.join(seq_lens)})")
+        return {s.name: s.grad_accum(world_size, seq_lens[s.stream]) for s in self.stages}
 
 # %% ../nbs/06_pretrain.ipynb #65ab5b39
 _STABLELM_ADAMW = dict(betas=[0.9, 0.95], eps=1e-8, weight_decay=0.1, grad_clip=1.0)   # StableLM-3B-4E1T's settings
-PRETRAIN_PRESETS = {
+PRETRAIN_PRESETS = Presets('pretrain', PretrainConfig, {
     'stable-code-3b': dict(
         model='stable-code-3b', precision='bf16', zero_stage=1, activation_checkpointing=True, save_every=1000,
         data_dir='runs/stable-code-3b/data', out_dir='runs/stable-code-3b/pretrain',
-        stages=[dict(name='code', init='stabilityai/stablelm-3b-4e1t', seq_len=4096, tokens=1_280_000_000_000,
+        stages=[dict(name='code', init='stabilityai/stablelm-3b-4e1t', tokens=1_280_000_000_000,
                      global_batch_tokens=4_194_304, micro_batch=4, lr=3.2e-4, min_lr=3.2e-5, warmup=1000, decay='cosine',
-                     fim_rate=0.5, spm_rate=0.5, rope_theta=10_000.0, **_STABLELM_ADAMW),
-                dict(name='long_context', init='previous', seq_len=16_384, tokens=20_000_000_000,
+                     rope_theta=10_000.0, **_STABLELM_ADAMW),
+                dict(name='long_context', init='previous', tokens=20_000_000_000,
                      global_batch_tokens=4_194_304, micro_batch=1, lr=3.2e-5, min_lr=3.2e-6, warmup=100, decay='cosine',
-                     fim_rate=0.5, spm_rate=0.5, fim_scope='file', group_by='repository', rope_theta=1_000_000.0,
-                     **_STABLELM_ADAMW)]),
+                     rope_theta=1_000_000.0, **_STABLELM_ADAMW)]),
     'tiny': dict(
         model='tiny', precision='fp32', zero_stage=1, save_every=50,
-        stages=[dict(name='code', init='scratch', seq_len=128, steps=150, global_batch_tokens=4096, micro_batch=16,
-                     lr=3e-3, min_lr=3e-4, warmup=15, fim_rate=0.5, spm_rate=0.5, rope_theta=10_000.0, **_STABLELM_ADAMW),
-                dict(name='long_context', init='previous', seq_len=512, steps=40, global_batch_tokens=4096, micro_batch=4,
-                     lr=1e-3, min_lr=1e-4, warmup=4, fim_rate=0.5, spm_rate=0.5, fim_scope='file', group_by='source',
-                     rope_theta=1_000_000.0, **_STABLELM_ADAMW)]),
-}
+        stages=[dict(name='code', init='scratch', steps=150, global_batch_tokens=4096, micro_batch=16,
+                     lr=3e-3, min_lr=3e-4, warmup=15, rope_theta=10_000.0, **_STABLELM_ADAMW),
+                dict(name='long_context', init='previous', steps=40, global_batch_tokens=4096, micro_batch=4,
+                     lr=1e-3, min_lr=1e-4, warmup=4, rope_theta=1_000_000.0, **_STABLELM_ADAMW)]),
+})
 
-def pretrain_preset(name: str, **overrides) -> PretrainConfig:
-    "The pretraining config of a named preset (`tiny`, `stable-code-3b`) with top-level field overrides."
-    if name not in PRETRAIN_PRESETS: raise ConfigError(f"unknown pretraining preset '{name}' (known: {', '.join(PRETRAIN_PRESETS)})")
-    return build(PretrainConfig, {**PRETRAIN_PRESETS[name], **overrides}, f"pretraining preset '{name}'")
+pretrain_preset = PRETRAIN_PRESETS      # `pretrain_preset('tiny', out_dir=...)`: a preset with top-level field overrides
 
 # %% ../nbs/06_pretrain.ipynb #aa4c5066
 def lr_factor(step: int, stage: TrainStage) -> float:
@@ -148,41 +143,19 @@ def lr_factor(step: int, stage: TrainStage) -> float:
     return lo + (1 - lo) * shape
 
 # %% ../nbs/06_pretrain.ipynb #22988d2f
-def _corpus_hash(corpus: Path) -> str:
-    "The corpus manifest's content hash, or a hash of the shard names and sizes when it has none."
-    mf = corpus / 'manifest.json'
-    if mf.exists():
-        m = json.loads(mf.read_text())
-        return (m.get('content_sha256') or hashlib.sha256(mf.read_bytes()).hexdigest())[:16]
-    files = sorted((p.name, p.stat().st_size) for p in corpus.glob('*.jsonl.gz'))
-    if not files: raise FileNotFoundError(f"{corpus}: no corpus (*.jsonl.gz); run the data stage first")
-    return json_hash(files)
-
 def tokenizer_dir(cfg: PretrainConfig) -> str: return cfg.tokenizer or str(Path(cfg.data_dir) / 'tokenizer')
 
-def stage_data(cfg: PretrainConfig, stage: TrainStage, tok) -> Path:
-    "Pack the corpus for `stage` (or reuse an identical packing); returns the packed directory."
-    from stablecode.packing import PackConfig, pack_documents, corpus_weights
-    from stablecode.data import iter_documents
-    from stablecode.tokenizer import vocab_hash
-    corpus = Path(cfg.data_dir) / 'corpus'
-    pc = PackConfig(seq_len=stage.seq_len, fim_rate=stage.fim_rate, spm_rate=stage.spm_rate, fim_scope=stage.fim_scope,
-                    group_by=stage.group_by, seed=cfg.seed)
-    inputs = dict(corpus_hash=_corpus_hash(corpus), vocab_hash=vocab_hash(tok))
-    for d in (Path(cfg.data_dir) / 'packed', Path(cfg.out_dir) / stage.name / 'packed'):
-        mf = d / 'manifest.json'
-        if mf.exists():
-            m = json.loads(mf.read_text())
-            if m.get('pack_hash') == pc.hash() and m.get('inputs') == inputs: return d
-    cman = corpus / 'manifest.json'
-    man = json.loads(cman.read_text()) if cman.exists() else {}
-    out = Path(cfg.out_dir) / stage.name / 'packed'
-    pack_documents(iter_documents(corpus), tok, pc, out, weights=corpus_weights(man),
-                   total=(man.get('totals') or {}).get('docs_kept'), extra=dict(inputs=inputs))
-    return out
+def stage_data(cfg: PretrainConfig, stage: TrainStage) -> PackedDataset:
+    "The packed stream `stage` trains on, as the data stage left it."
+    return PackedDataset(stream_dir(cfg.data_dir, stage.stream))
+
+def seq_lens(cfg: PretrainConfig) -> dict[str, int]:
+    "Sequence length of every stage's stream, from the packed manifests (an error names a stream that is missing)."
+    return {s.stream: stage_data(cfg, s).seq_len for s in cfg.stages}
 
 # %% ../nbs/06_pretrain.ipynb #eff268c6
-def init_model(cfg: PretrainConfig, stage: TrainStage, vocab_size: int, previous: Path | None = None) -> StableCodeForCausalLM:
+def init_model(cfg: PretrainConfig, stage: TrainStage, vocab_size: int, seq_len: int,
+               previous: Path | None = None) -> StableCodeForCausalLM:
     "The model `stage` starts from, with the stage's rope base and sequence length applied to its config."
     if stage.init == 'scratch':
         mc, path = preset(cfg.model, vocab_size=vocab_size), None
@@ -191,7 +164,7 @@ def init_model(cfg: PretrainConfig, stage: TrainStage, vocab_size: int, previous
         path = previous if stage.init == 'previous' else stage.init
         if path is None: raise ConfigError(f"stage '{stage.name}': init 'previous' but there is no previous stage")
         mc = ModelConfig.from_hf(AutoConfig.from_pretrained(str(path)))
-    over = dict(max_position_embeddings=max(mc.max_position_embeddings, stage.seq_len))
+    over = dict(max_position_embeddings=max(mc.max_position_embeddings, seq_len))
     if stage.rope_theta is not None: over['rope_theta'] = stage.rope_theta
     mc = replace(mc, **over)
     if path is None:
@@ -206,7 +179,6 @@ def _free_port() -> int:
 def init_distributed() -> tuple[int, int]:
     "Start (or join) the process group; without a launcher, a world of one. Returns (rank, world size)."
     if not torch.cuda.is_available(): os.environ.setdefault('DS_ACCELERATOR', 'cpu')
-    import deepspeed, torch.distributed as dist
     if not dist.is_initialized():
         if 'RANK' not in os.environ:
             os.environ.update(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
@@ -214,9 +186,8 @@ def init_distributed() -> tuple[int, int]:
         deepspeed.init_distributed(verbose=False)
     return dist.get_rank(), dist.get_world_size()
 
-def ds_config(stage: TrainStage, cfg: PretrainConfig, world_size: int) -> dict:
-    "DeepSpeed's config for `stage`: batch sizes, ZeRO stage, precision, clipping."
-    gas = stage.grad_accum(world_size)
+def ds_config(stage: TrainStage, cfg: PretrainConfig, world_size: int, gas: int) -> dict:
+    "DeepSpeed's config for `stage` (`gas` micro-steps per step): batch sizes, ZeRO stage, precision, clipping."
     return {'train_batch_size': stage.micro_batch * gas * world_size, 'train_micro_batch_size_per_gpu': stage.micro_batch,
             'gradient_accumulation_steps': gas, 'gradient_clipping': stage.grad_clip,
             'zero_optimization': {'stage': cfg.zero_stage}, 'bf16': {'enabled': cfg.precision == 'bf16'},
@@ -265,8 +236,8 @@ def valid_checkpoints(stage_dir) -> list[Path]:
     "The stage's complete checkpoints, oldest first."
     d = Path(stage_dir) / 'checkpoints'
     if not d.exists(): return []
-    ok = [p for p in d.iterdir() if p.name.startswith(CKPT_PREFIX) and (p / 'trainer_state.json').exists()]
-    return sorted(ok, key=lambda p: int(p.name[len(CKPT_PREFIX):]))
+    ok = [p for p in d.iterdir() if re.fullmatch(CKPT_PREFIX + r'\d+', p.name) and (p / 'trainer_state.json').exists()]
+    return sorted(ok, key=lambda p: int(p.name[len(CKPT_PREFIX):]))   # `step_N.corrupt-...` set aside: not listed
 
 def latest_checkpoint(stage_dir) -> Path | None:
     "The newest complete checkpoint of a stage, or None."
@@ -332,117 +303,162 @@ def _read_metrics(path: Path, before_step: int | None = None) -> list[dict]:
     recs = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
     return [r for r in recs if before_step is None or r['step'] < before_step]
 
-def train_stage(cfg: PretrainConfig, i: int, tok, rank: int, world: int, previous: Path | None) -> dict:
-    "Run stage `i` (resuming from its latest checkpoint when `cfg.resume`); returns its summary. Saves `hf/` at the end."
-    import deepspeed, torch.distributed as dist
-    from stablecode.packing import Loader, PackedDataset
-    stage = cfg.stages[i]
-    sdir = Path(cfg.out_dir) / stage.name
-    gas = stage.grad_accum(world)
-    if rank == 0: sdir.mkdir(parents=True, exist_ok=True); packed = stage_data(cfg, stage, tok)
-    dist.barrier()
-    if rank != 0: packed = stage_data(cfg, stage, tok)            # finds rank 0's packing
-    ds = PackedDataset(packed)
-    h = stage_hash(cfg, i, ds.manifest)
-    done = sdir / 'hf' / 'stage.json'
-    if done.exists() and json.loads(done.read_text()).get('stage_hash') == h:
-        if rank == 0: print(f"stage '{stage.name}': complete ({done.parent}); skipped", flush=True)
-        return json.loads(done.read_text())
-    ckpt = latest_checkpoint(sdir) if cfg.resume else None
-    if ckpt is not None:
-        saved = json.loads((ckpt / 'trainer_state.json').read_text())
-        if saved.get('stage_hash') != h or saved.get('world_size') != world:
-            if rank == 0: print(f"stage '{stage.name}': {ckpt} was written by a different configuration (stage hash "
-                                f"{saved.get('stage_hash')}, world size {saved.get('world_size')}); not resumed", flush=True)
-            ckpt = None
-    if ckpt is None and (sdir / 'checkpoints').exists():        # never resumed from, never deleted: moved aside
-        dist.barrier()
-        if rank == 0:
-            aside = sdir / f"checkpoints.superseded-{time.strftime('%Y%m%d-%H%M%S')}"
-            os.rename(sdir / 'checkpoints', aside)
-            print(f"stage '{stage.name}': starting afresh; earlier checkpoints moved to {aside}", flush=True)
-        dist.barrier()
-    from stablecode.tokenizer import padded_vocab_size
-    model = init_model(cfg, stage, padded_vocab_size(len(tok)), previous)
-    if model.config.vocab_size < len(tok):     # a starting checkpoint whose embeddings lack some of the tokenizer's ids
-        raise ConfigError(f"stage '{stage.name}': model vocab_size {model.config.vocab_size} < tokenizer size {len(tok)}")
+def build_engine(cfg: PretrainConfig, stage: TrainStage, vocab_size: int, seq_len: int, previous: Path | None,
+                 world: int, gas: int):
+    "The stage's model, AdamW and schedule inside a DeepSpeed ZeRO engine."
+    model = init_model(cfg, stage, padded_vocab_size(vocab_size), seq_len, previous)
+    if model.config.vocab_size < vocab_size:   # a starting checkpoint whose embeddings lack some of the tokenizer's ids
+        raise ConfigError(f"stage '{stage.name}': model vocab_size {model.config.vocab_size} < tokenizer size {vocab_size}")
     if cfg.activation_checkpointing: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
     if cfg.precision == 'bf16': model = model.to(torch.bfloat16)
     opt = torch.optim.AdamW(param_groups(model, stage.weight_decay), lr=stage.lr, betas=tuple(stage.betas), eps=stage.eps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_factor(t, stage))
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched, config=ds_config(stage, cfg, world))
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched,
+                                           config=ds_config(stage, cfg, world, gas))
     if cfg.compile: engine.compile()
+    return engine
+
+# %% ../nbs/06_pretrain.ipynb #b7e2a002
+def _trainer_state(ckpt: Path) -> dict | None:
+    try: return json.loads((ckpt / 'trainer_state.json').read_text())
+    except (OSError, ValueError): return None
+
+def resume_candidates(stage: TrainStage, sdir: Path, h: str, world: int) -> list[Path]:
+    "This stage's checkpoints written by the same configuration, newest first; another world size is refused."
+    out = []
+    for c in reversed(valid_checkpoints(sdir)):
+        st = _trainer_state(c)
+        if st is None or st.get('stage_hash') != h: continue
+        if st.get('world_size') != world:
+            raise ConfigError(f"stage '{stage.name}': {c} was written by {st.get('world_size')} processes and this launch "
+                              f"has {world}; ZeRO-1 keeps one optimizer shard per process, so relaunch with "
+                              f"{st.get('world_size')} processes, or move {sdir / 'checkpoints'} aside to restart the stage")
+        out.append(c)
+    return out
+
+def _move_aside(path: Path, why: str) -> Path:
+    "Rename `path` to `<name>.<why>-<time>` beside it (checkpoints are never deleted by a resume)."
+    dest = path.with_name(f"{path.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.rename(path, dest); return dest
+
+def restore(engine, candidates: list[Path], stage: TrainStage, rank: int) -> int:
+    "Load the newest candidate that loads on every rank (a corrupt one is reported and moved aside); returns its step."
+    for c in candidates:
+        try: step, ok = load_checkpoint(engine, c, rank)['step'], 1
+        except Exception as e:                   # truncated or corrupt files: torch, safetensors and JSON errors alike
+            step, ok = 0, 0
+            print(f"stage '{stage.name}': rank {rank} cannot load {c} ({type(e).__name__}: {str(e)[:200]})", flush=True)
+        flag = torch.tensor([ok]); dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        if flag.item(): return step
+        if rank == 0: print(f"stage '{stage.name}': {c} is corrupt; moved to {_move_aside(c, 'corrupt')}; "
+                            f"trying the checkpoint before it", flush=True)
+        dist.barrier()
+    return 0
+
+# %% ../nbs/06_pretrain.ipynb #b7e2a003
+class StepLog:
+    "Rank 0's per-step record of a stage: metrics.jsonl, TensorBoard and the progress bar (inert on other ranks)."
+    def __init__(self, cfg: PretrainConfig, stage: TrainStage, sdir: Path, start: int, rank: int):
+        self.stage, self.path, self.on = stage, sdir / 'metrics.jsonl', rank == 0
+        self.f = self.writer = None
+        if self.on:
+            prior = _read_metrics(self.path, start)               # a resumed stage drops lines past its checkpoint
+            self.path.write_text(''.join(json.dumps(r) + '\n' for r in prior))
+            self.f = self.path.open('a')
+            if cfg.tensorboard: self.writer = SummaryWriter(str(sdir / 'tensorboard'), purge_step=start)
+        self.bar = tqdm(range(start, stage.total_steps), desc=stage.name, initial=start, total=stage.total_steps,
+                        disable=not self.on or not cfg.progress, dynamic_ncols=True)
+
+    def write(self, rec: dict):
+        if not self.on: return
+        self.f.write(json.dumps(rec) + '\n'); self.f.flush()
+        if self.writer:
+            for k in ('loss', 'lr', 'grad_norm', 'tokens_per_s', 'mfu', 'peak_mem_mib'):
+                if rec[k] is not None: self.writer.add_scalar(f'{self.stage.name}/{k}', rec[k], rec['step'])
+        self.bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:,.0f}", mfu=f"{rec['mfu']:.1%}")
+
+    def close(self):
+        self.bar.close()
+        if self.f: self.f.close()
+        if self.writer: self.writer.close()
+
+def train_step(engine, loader: Loader, step: int, gas: int, world: int) -> float:
+    "One optimizer step of `gas` micro-steps on this rank; returns the loss averaged over all ranks."
+    loss_sum = torch.zeros((), device=engine.device)
+    for m in range(gas):
+        b = {k: v.to(engine.device) for k, v in loader.batch_at(step * gas + m).items()
+             if k in ('input_ids', 'labels', 'position_ids', 'document_ids')}
+        out = engine(**b)
+        engine.backward(out.loss); engine.step()
+        loss_sum += out.loss.detach().float()
+    dist.all_reduce(loss_sum)
+    loss = loss_sum.item() / (gas * world)
+    if os.environ.get('STABLECODE_FAULT') == f'nan_loss:{step}': loss = float('nan')
+    return loss
+
+# %% ../nbs/06_pretrain.ipynb #b7e2a004
+def _prepare_stage_dir(stage: TrainStage, sdir: Path, h: str, world: int, rank: int, resume: bool) -> list[Path]:
+    "Checkpoints to resume from; a stage started afresh has its earlier checkpoints moved aside, never deleted."
+    candidates = resume_candidates(stage, sdir, h, world) if resume else []
+    if not candidates and (sdir / 'checkpoints').exists():
+        dist.barrier()
+        if rank == 0: print(f"stage '{stage.name}': starting afresh; earlier checkpoints moved to "
+                            f"{_move_aside(sdir / 'checkpoints', 'superseded')}", flush=True)
+        dist.barrier()
+    return candidates
+
+def _summary(stage, h, seq_len, world, gas, recs, rope_theta, seconds, packed) -> dict:
+    med = lambda k: float(np.median([r[k] for r in recs])) if recs else None
+    return dict(stage=stage.name, stage_hash=h, stream=stage.stream, steps=stage.total_steps, seq_len=seq_len,
+                tokens=stage.total_steps * stage.global_batch_tokens, world_size=world, grad_accum=gas,
+                first_loss=recs[0]['loss'] if recs else None,
+                final_loss=float(np.mean([r['loss'] for r in recs[-10:]])) if recs else None,
+                tokens_per_s=med('tokens_per_s'), mfu=med('mfu'),
+                peak_mem_mib=max((r['peak_mem_mib'] for r in recs), default=None),
+                rope_theta=rope_theta, seconds_this_run=round(seconds, 2), packed=str(packed))
+
+def train_stage(cfg: PretrainConfig, i: int, tok, rank: int, world: int, previous: Path | None) -> dict:
+    "Run stage `i` (resuming from its latest loadable checkpoint when `cfg.resume`); returns its summary; saves `hf/`."
+    stage = cfg.stages[i]
+    sdir, ds = Path(cfg.out_dir) / stage.name, stage_data(cfg, stage)
+    gas, h = stage.grad_accum(world, ds.seq_len), stage_hash(cfg, i, ds.manifest)
+    done = sdir / 'hf' / 'stage.json'
+    if done.exists() and json.loads(done.read_text()).get('stage_hash') == h:
+        if rank == 0: print(f"stage '{stage.name}': complete ({done.parent}); skipped", flush=True)
+        return json.loads(done.read_text())
+    if rank == 0: sdir.mkdir(parents=True, exist_ok=True)
+    candidates = _prepare_stage_dir(stage, sdir, h, world, rank, cfg.resume)
+    engine = build_engine(cfg, stage, len(tok), ds.seq_len, previous, world, gas)
+    start = restore(engine, candidates, stage, rank)
+    if candidates and not start:
+        raise ConfigError(f"stage '{stage.name}': none of its checkpoints loads (each was moved aside as corrupt); "
+                          f"launch again to restart the stage from its beginning")
+    if start and rank == 0: print(f"stage '{stage.name}': resuming at step {start}", flush=True)
+    if not start: random.seed(cfg.seed + rank); np.random.seed(cfg.seed + rank); torch.manual_seed(cfg.seed + rank)
     loader = Loader(ds, stage.micro_batch, rank=rank, world_size=world, seed=cfg.seed)
-    start, metrics_path = 0, sdir / 'metrics.jsonl'
-    if ckpt is not None:
-        start = load_checkpoint(engine, ckpt, rank)['step']
-        if rank == 0: print(f"stage '{stage.name}': resuming from {ckpt} at step {start}", flush=True)
-    else:
-        random.seed(cfg.seed + rank); np.random.seed(cfg.seed + rank); torch.manual_seed(cfg.seed + rank)
-    mc = ModelConfig.from_hf(model.config)
-    fpt, peak = flops_per_token(mc, stage.seq_len), peak_tflops(cfg.peak_tflops) * 1e12
-    tokens_per_step = stage.global_batch_tokens
-    writer = None
-    if rank == 0:
-        prior = _read_metrics(metrics_path, start)               # a resumed stage drops lines past its checkpoint
-        metrics_path.write_text(''.join(json.dumps(r) + '\n' for r in prior))
-        if cfg.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(str(sdir / 'tensorboard'), purge_step=start)
-    log = metrics_path.open('a') if rank == 0 else None
-    state = dict(stage=stage.name, stage_hash=h, world_size=world, grad_accum=gas)
-    device = engine.device
-    bar = tqdm(range(start, stage.total_steps), desc=stage.name, initial=start, total=stage.total_steps,
-               disable=rank != 0 or not cfg.progress, dynamic_ncols=True)
-    t_stage = time.time()
+    mc = ModelConfig.from_hf(engine.module.config)
+    fpt, peak = flops_per_token(mc, ds.seq_len), peak_tflops(cfg.peak_tflops) * 1e12
+    state, steplog, t_stage = dict(stage=stage.name, stage_hash=h, world_size=world, grad_accum=gas), None, time.time()
     try:
         engine.train()
-        for step in bar:
+        steplog = StepLog(cfg, stage, sdir, start, rank)
+        for step in steplog.bar:
             t0 = time.time()
-            loss_sum = torch.zeros((), device=device)
-            for m in range(gas):
-                b = loader.batch_at(step * gas + m)
-                out = engine(input_ids=b['input_ids'].to(device), labels=b['labels'].to(device),
-                             position_ids=b['position_ids'].to(device), document_ids=b['document_ids'].to(device))
-                engine.backward(out.loss)
-                engine.step()
-                loss_sum += out.loss.detach().float()
-            dist.all_reduce(loss_sum)
-            loss = loss_sum.item() / (gas * world)
-            if os.environ.get('STABLECODE_FAULT') == f'nan_loss:{step}': loss = float('nan')
+            loss = train_step(engine, loader, step, gas, world)
             if not math.isfinite(loss):
-                last = latest_checkpoint(sdir)
-                raise TrainingDiverged(f"stage '{stage.name}': loss is {loss} at step {step}; training stopped. "
-                                       f"Last good checkpoint: {last or 'none (no checkpoint was written yet)'}. "
+                raise TrainingDiverged(f"stage '{stage.name}': loss is {loss} at step {step}; training stopped. Last good "
+                                       f"checkpoint: {latest_checkpoint(sdir) or 'none (no checkpoint was written yet)'}. "
                                        f"Lower the learning rate or check the data, then resume from it.")
-            dt = time.time() - t0
-            gn = engine.get_global_grad_norm()
-            tps = tokens_per_step / dt
-            rec = dict(step=step, loss=loss, lr=stage.lr * lr_factor(step, stage),
-                       grad_norm=float(gn) if gn is not None else None, tokens=(step + 1) * tokens_per_step,
-                       tokens_per_s=tps, mfu=fpt * tps / (peak * world), peak_mem_mib=peak_memory_mib())
-            if rank == 0:
-                log.write(json.dumps(rec) + '\n'); log.flush()
-                if writer:
-                    for k in ('loss', 'lr', 'grad_norm', 'tokens_per_s', 'mfu', 'peak_mem_mib'):
-                        if rec[k] is not None: writer.add_scalar(f'{stage.name}/{k}', rec[k], step)
-                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}", mfu=f"{rec['mfu']:.1%}")
-            done_steps = step + 1
-            if cfg.save_every and done_steps % cfg.save_every == 0 and done_steps < stage.total_steps:
-                save_checkpoint(engine, sdir, done_steps, state, rank, cfg.keep_last)
+            gn, tps = engine.get_global_grad_norm(), stage.global_batch_tokens / (time.time() - t0)
+            steplog.write(dict(step=step, loss=loss, lr=stage.lr * lr_factor(step, stage),
+                               grad_norm=float(gn) if gn is not None else None, tokens=(step + 1) * stage.global_batch_tokens,
+                               tokens_per_s=tps, mfu=fpt * tps / (peak * world), peak_mem_mib=peak_memory_mib()))
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < stage.total_steps:
+                save_checkpoint(engine, sdir, step + 1, state, rank, cfg.keep_last)
     finally:
-        bar.close()
-        if log: log.close()
-        if writer: writer.close()
-    recs = _read_metrics(metrics_path) if rank == 0 else []
-    summary = dict(stage=stage.name, stage_hash=h, steps=stage.total_steps, seq_len=stage.seq_len,
-                   tokens=stage.total_steps * tokens_per_step, world_size=world, grad_accum=gas,
-                   first_loss=recs[0]['loss'] if recs else None,
-                   final_loss=float(np.mean([r['loss'] for r in recs[-10:]])) if recs else None,
-                   tokens_per_s=float(np.median([r['tokens_per_s'] for r in recs])) if recs else None,
-                   mfu=float(np.median([r['mfu'] for r in recs])) if recs else None,
-                   peak_mem_mib=max((r['peak_mem_mib'] for r in recs), default=None),
-                   rope_theta=mc.rope_theta, seconds_this_run=round(time.time() - t_stage, 2), packed=str(packed))
+        if steplog: steplog.close()
+    recs = _read_metrics(sdir / 'metrics.jsonl') if rank == 0 else []
+    summary = _summary(stage, h, ds.seq_len, world, gas, recs, mc.rope_theta, time.time() - t_stage, ds.dir)
     save_checkpoint(engine, sdir, stage.total_steps, state, rank, cfg.keep_last)
     if rank == 0: save_hf(engine.module, tok, sdir / 'hf', summary)
     dist.barrier()
@@ -460,14 +476,14 @@ def save_hf(model, tok, out: Path, summary: dict):
 # %% ../nbs/06_pretrain.ipynb #6066e915
 def train(cfg: PretrainConfig) -> list[dict]:
     "Run the stages of `cfg` in this process group (started here when there is none); returns their summaries."
-    cfg.check_world(int(os.environ.get('WORLD_SIZE', '1')))
+    lens = seq_lens(cfg)                       # the streams exist and every batch divides, before any process starts work
+    cfg.check_world(int(os.environ.get('WORLD_SIZE', '1')), lens)
     rank, world = init_distributed()
-    cfg.check_world(world)
+    cfg.check_world(world, lens)
     if cfg.deterministic:                      # bitwise-repeatable: deterministic kernels; on a CPU, one thread, since
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')       # multi-threaded reductions vary in order
         torch.use_deterministic_algorithms(True)
         if not torch.cuda.is_available(): torch.set_num_threads(1)
-    from stablecode.tokenizer import load_tokenizer
     tok = load_tokenizer(tokenizer_dir(cfg))
     out, previous = [], None
     for i, s in enumerate(cfg.stages):
@@ -492,7 +508,6 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as e:
         print(f"stablecode pretrain: {e}", file=sys.stderr); return 3
     finally:
-        import torch.distributed as dist
         if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
     for s in summaries:
         if s.get('final_loss') is not None and int(os.environ.get('RANK', '0')) == 0:
@@ -502,241 +517,18 @@ def main(argv: list[str] | None = None) -> int:
 
 cli = main
 
-# %% ../nbs/06_pretrain.ipynb #bdad4f10
-import builtins
-if __name__ == '__main__' and not hasattr(builtins, 'get_ipython'): sys.exit(main())     # not when a notebook runs this cell
-
-# %% ../nbs/06_pretrain.ipynb #b25bf129
-def unigram_entropy(packed_dir) -> float:
-    "Entropy in nats of the token distribution of a packed directory (real tokens, every source)."
-    from stablecode.packing import PackedDataset
-    ds, counts = PackedDataset(packed_dir), None
-    for s in ds.sources:
-        n = int(ds.index[s]['n_tokens'])
-        flat = np.concatenate([np.asarray(m).reshape(-1) for m in ds.maps[s]])[:n]
-        c = np.bincount(flat.astype(np.int64))
-        counts = c if counts is None else np.pad(counts, (0, max(0, len(c) - len(counts)))) + np.pad(c, (0, max(0, len(counts) - len(c))))
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
-
-@torch.no_grad()
-def position_losses(model, sequences: torch.Tensor, bucket: int, batch_size: int = 4) -> np.ndarray:
-    "Mean next-token loss per position bucket of width `bucket` over `sequences` (n, L)."
-    model.eval()
-    dev = next(model.parameters()).device
-    tot = torch.zeros(sequences.shape[1] - 1, dtype=torch.float64)
-    for i in range(0, len(sequences), batch_size):
-        x = sequences[i:i + batch_size].to(dev)
-        logits = model(x).logits[:, :-1].float()
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction='none')
-        tot += nll.sum(0).double().cpu()
-    per_pos = (tot / len(sequences)).numpy()
-    n = len(per_pos) // bucket
-    return per_pos[:n * bucket].reshape(n, bucket).mean(1)
-
-def heldout_stdlib(corpus_dir, tok, length: int, n: int, seed: int = 0) -> torch.Tensor:
-    "`n` windows of `length` tokens from standard-library files that the corpus did not sample (held out)."
-    from stablecode.data import iter_documents
-    seen = {d['metadata'].get('path') for d in iter_documents(corpus_dir) if d['metadata'].get('source') == 'stdlib'}
-    root = Path(sysconfig.get_paths()['stdlib'])
-    files = sorted(p for p in root.rglob('*.py') if p.is_file() and str(p.relative_to(root)) not in seen)
-    random.Random(seed).shuffle(files)
-    rows = []
-    for f in files:
-        try: ids = tok(f.read_text(encoding='utf-8'))['input_ids']
-        except (UnicodeDecodeError, OSError): continue
-        if len(ids) >= length: rows.append(ids[:length])
-        if len(rows) == n: break
-    if len(rows) < n: raise ValueError(f"only {len(rows)} held-out standard-library files have {length} tokens")
-    return torch.tensor(rows)
-
-# %% ../nbs/06_pretrain.ipynb #5ca75fbe
-_OPS = {'add': '+', 'sub': '-', 'mul': '*', 'div': '/', 'floordiv': '//', 'mod': '%', 'pow': '**', 'and': '&',
-        'or': '|', 'xor': '^', 'shl': '<<', 'shr': '>>'}
-
-def synthetic_infilling(n: int, seed: int, functions: int = 2) -> list[dict]:
-    "`n` synthetic modules with `text` and a hole (`prefix`, `middle`, `suffix`): one function's return expression."
-    rng, out = random.Random(seed), []
-    for _ in range(n):
-        fns = rng.choices(list(_OPS), k=functions)
-        hole = rng.randrange(functions)
-        text = prefix = middle = suffix = ''
-        for j, op in enumerate(fns):
-            head, body = f"def {op}(x, y):\n    return", f" x {_OPS[op]} y"
-            if j == hole: prefix, middle = text + head, body
-            elif j > hole: suffix += head + body + '\n\n'
-            text += head + body + '\n\n'
-            if j == hole: suffix = '\n\n'
-        out.append(dict(text=text, prefix=prefix, middle=middle, suffix=suffix))
-    return out
-
-def infill_scores(model, tok, holes: list[dict], max_new_tokens: int = 12) -> dict[str, float]:
-    "Greedy infilling of `holes` in PSM and SPM order: exact match up to `<|endoftext|>`, and on the first line only."
-    out = {}
-    for mode in ('psm', 'spm'):
-        if mode == 'psm': prompts = [f"<fim_prefix>{h['prefix']}<fim_suffix>{h['suffix']}<fim_middle>" for h in holes]
-        else: prompts = [f"<fim_prefix><fim_suffix>{h['suffix']}<fim_middle>{h['prefix']}" for h in holes]
-        gens = [g[0] for g in complete(model, tok, prompts, max_new_tokens=max_new_tokens)]
-        out[f'{mode}_exact'] = float(np.mean([g == h['middle'] for g, h in zip(gens, holes)]))
-        out[f'{mode}_first_line'] = float(np.mean([g.split('\n')[0].strip() == h['middle'].strip() for g, h in zip(gens, holes)]))
-    return out
-
-def run_local(cfg: PretrainConfig, config_file, nproc: int = 1, env: dict | None = None, check: bool = True):
+def run_local(cfg: PretrainConfig, config_file, nproc: int = 1, env: dict | None = None, check: bool = True,
+              capture: bool = True):
     "Write `cfg` to `config_file` and run the entry point in a subprocess: plain python, or torchrun with `nproc` CPU processes."
-    import subprocess
     Path(config_file).parent.mkdir(parents=True, exist_ok=True)
     cfg.to_yaml(config_file)
     cmd = [sys.executable, '-m', 'stablecode.pretrain', '--config', str(config_file)]
     if nproc > 1: cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(nproc), *cmd[1:]]
-    r = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    r = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=capture, text=True)
     if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited with {r.returncode}:\n{r.stderr[-4000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} exited with {r.returncode}:\n{(r.stderr or '')[-4000:]}")
     return r
 
-def fim_experiment(tokenizer, out_dir, fim_rates=(0.5, 0.0), n_train: int = 4000, n_eval: int = 100, steps: int = 150,
-                   seq_len: int = 128, global_batch_tokens: int = 4096, micro_batch: int = 16, lr: float = 3e-3,
-                   model: str = 'tiny', functions: int = 4, spm_rate: float = 0.5, seed: int = 0) -> dict[float, dict]:
-    "Train `model` on synthetic modules at each FIM rate, then score held-out infilling; returns {rate: `infill_scores`}."
-    from stablecode.tokenizer import load_tokenizer
-    out = Path(out_dir)
-    corpus = out / 'data' / 'corpus'; corpus.mkdir(parents=True, exist_ok=True)
-    with gzip.open(corpus / '00000.jsonl.gz', 'wt', encoding='utf-8') as f:
-        for i, d in enumerate(synthetic_infilling(n_train, seed, functions)):
-            f.write(json.dumps(dict(text=d['text'], id=f'synthetic/{i}', metadata=dict(source='synthetic'))) + '\n')
-    holes = synthetic_infilling(n_eval, seed + 1_000_003, functions)
-    tok, res = load_tokenizer(tokenizer), {}
-    for rate in fim_rates:
-        st = TrainStage(name='fim', init='scratch', seq_len=seq_len, steps=steps, global_batch_tokens=global_batch_tokens,
-                        micro_batch=micro_batch, lr=lr, min_lr=lr / 10, warmup=max(1, steps // 10), fim_rate=rate,
-                        spm_rate=spm_rate)
-        cfg = PretrainConfig(stages=[st], data_dir=str(out / 'data'), out_dir=str(out / f'fim_rate_{rate}'),
-                             tokenizer=str(tokenizer), model=model, seed=seed, save_every=0, tensorboard=False,
-                             progress=False, resume=True)
-        run_local(cfg, out / f'fim_rate_{rate}.yaml')
-        m = StableCodeForCausalLM.from_pretrained(str(Path(cfg.out_dir) / 'fim' / 'hf'))
-        res[rate] = infill_scores(m, tok, holes)
-    return res
-
-# %% ../nbs/06_pretrain.ipynb #9424f93d
-EOT = 0
-
-def _bytes_to_unicode() -> dict[int, str]:
-    "GPT-2's reversible map from bytes to printable characters, the alphabet of byte-level BPE."
-    bs = list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1)) + list(range(ord('®'), ord('ÿ') + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs: bs.append(b); cs.append(256 + n); n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-def byte_tokenizer():
-    "A transformers fast tokenizer: `<|endoftext|>` = 0 and byte b = b + 1."
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
-    from transformers import PreTrainedTokenizerFast
-    vocab = {'<|endoftext|>': EOT, **{ch: b + 1 for b, ch in _bytes_to_unicode().items()}}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(['<|endoftext|>'])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token='<|endoftext|>', eos_token='<|endoftext|>',
-                                   pad_token='<|endoftext|>')
-
-# %% ../nbs/06_pretrain.ipynb #86b3424a
-def stdlib_sample(max_bytes: int = 2_000_000, seed: int = 0) -> list[str]:
-    "Whole standard-library source files, shuffled by `seed`, up to `max_bytes` of UTF-8 in all."
-    root = Path(sysconfig.get_paths()['stdlib'])
-    files = sorted(p for p in root.glob('*.py') if p.is_file())
-    random.Random(seed).shuffle(files)
-    docs, total = [], 0
-    for f in files:
-        try: text = f.read_text(encoding='utf-8')
-        except (UnicodeDecodeError, OSError): continue
-        n = len(text.encode('utf-8'))
-        if not text.strip() or total + n > max_bytes: continue
-        docs.append(text); total += n
-    if not docs: raise RuntimeError(f"no readable standard-library sources found under {root}")
-    return docs
-
-def to_rows(docs: list[str], seq_len: int, tokenizer) -> torch.Tensor:
-    "Concatenate tokenized documents separated by `<|endoftext|>` and cut into rows of `seq_len + 1` tokens."
-    ids = []
-    for d in tokenizer(docs)['input_ids']: ids.extend(d); ids.append(EOT)
-    n = len(ids) // (seq_len + 1)
-    return torch.tensor(ids[:n * (seq_len + 1)], dtype=torch.long).view(n, seq_len + 1)
-
-# %% ../nbs/06_pretrain.ipynb #9f5436ea
-@dataclass
-class QuickstartConfig(YamlConfig):
-    "The default main job: a few training steps of the tiny model on the standard library."
-    preset: str = 'tiny'          # model preset
-    vocab_size: int = 320         # the byte tokenizer's 257 ids, padded to a multiple of 64
-    steps: int = 150              # optimizer steps
-    seq_len: int = 256            # tokens per row
-    batch_size: int = 8           # rows per step
-    lr: float = 3e-3              # peak learning rate
-    warmup: int = 15              # linear warmup steps
-    max_bytes: int = 2_000_000    # size of the standard-library sample
-    seed: int = 0                 # seeds data order and initialization
-    prompt: str = 'def '          # prompt for the greedy sample at the end
-    gen_tokens: int = 96          # tokens to generate
-
-def lr_at(step: int, cfg: QuickstartConfig) -> float:
-    "Linear warmup to `lr`, then cosine decay to 10% of it."
-    if step < cfg.warmup: return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
-
-def quickstart(run_dir, cfg: QuickstartConfig = QuickstartConfig(), progress: bool = True) -> dict:
-    "Train the tiny model briefly, save an HF checkpoint and its tokenizer to `run_dir/checkpoint`, return a summary."
-    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    tok = byte_tokenizer()
-    rows = to_rows(stdlib_sample(cfg.max_bytes, cfg.seed), cfg.seq_len, tok)
-    g = torch.Generator().manual_seed(cfg.seed)
-    order = torch.randperm(len(rows), generator=g)
-    n_val = max(1, len(rows) // 20)
-    val, train = rows[order[:n_val]], rows[order[n_val:]]
-    model = StableCodeForCausalLM(preset(cfg.preset, vocab_size=cfg.vocab_size))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    log = (run_dir / 'metrics.jsonl').open('w')
-    model.train()
-    t0, losses = time.time(), []
-    bar = tqdm(range(cfg.steps), desc='quickstart', disable=not progress)
-    for step in bar:
-        idx = torch.randint(0, len(train), (cfg.batch_size,), generator=g)
-        batch = train[idx]
-        for grp in opt.param_groups: grp['lr'] = lr_at(step, cfg)
-        loss = model(batch, labels=batch).loss
-        opt.zero_grad(set_to_none=True); loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
-        opt.step()
-        tok_s = (step + 1) * cfg.batch_size * (cfg.seq_len + 1) / (time.time() - t0)
-        rec = dict(step=step, loss=loss.item(), lr=lr_at(step, cfg), grad_norm=gnorm, tokens_per_s=tok_s)
-        log.write(json.dumps(rec) + '\n'); losses.append(rec['loss'])
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{tok_s:,.0f}")
-    log.close()
-    model.eval()
-    with torch.no_grad(): val_loss = model(val, labels=val).loss.item()
-    ckpt = run_dir / 'checkpoint'
-    model.save_pretrained(ckpt); tok.save_pretrained(ckpt)
-    sample = cfg.prompt + complete(model, tok, [cfg.prompt], max_new_tokens=cfg.gen_tokens)[0][0]
-    summary = dict(first_loss=losses[0], final_loss=sum(losses[-10:]) / min(10, len(losses)), val_loss=val_loss,
-                   steps=cfg.steps, train_rows=len(train), seconds=time.time() - t0, checkpoint=str(ckpt), sample=sample)
-    (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
-    return summary
-
-# %% ../nbs/06_pretrain.ipynb #be834bad
-def quickstart_cli(argv: list[str] | None = None) -> int:
-    "Entry point of `stablecode quickstart`."
-    import argparse
-    p = argparse.ArgumentParser(prog='stablecode quickstart', description=QuickstartConfig.__doc__)
-    p.add_argument('--out', default='runs/quickstart', help='run directory (checkpoint, metrics.jsonl, summary.json)')
-    for name, default in vars(QuickstartConfig()).items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
-    a = vars(p.parse_args(argv))
-    out = a.pop('out')
-    s = quickstart(out, QuickstartConfig(**a))
-    print(f"loss {s['first_loss']:.3f} -> {s['final_loss']:.3f} (held-out {s['val_loss']:.3f}) in {s['steps']} steps, "
-          f"{s['seconds']:.1f} s")
-    print(f"checkpoint: {s['checkpoint']} (loads with transformers.AutoModelForCausalLM and AutoTokenizer)")
-    print('greedy sample:\n' + s['sample'])
-    return 0
+# %% ../nbs/06_pretrain.ipynb #bdad4f10
+import builtins
+if __name__ == '__main__' and not hasattr(builtins, 'get_ipython'): sys.exit(main())     # not when a notebook runs this cell

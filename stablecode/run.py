@@ -11,20 +11,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Optional
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .config import ConfigError, YamlConfig, build, json_hash
 
 # %% auto #0
-__all__ = ['LaunchConfig', 'write_hostfile', 'read_hostfile', 'launch_commands', 'launch_env', 'format_command', 'LaunchError',
-           'launch', 'deepspeed_config', 'StageConfig', 'RunConfig', 'Run', 'project_root', 'load_run',
-           'notebook_parameters', 'check_notebooks', 'stage_hashes', 'file_sha256', 'git_info', 'package_versions',
-           'read_lock', 'environment', 'canonical_name', 'StageFailed', 'plan', 'run', 'stage_dir', 'load_run_config',
-           'launch_stage', 'cli']
+__all__ = ['STAGE_INPUTS', 'LaunchConfig', 'write_hostfile', 'read_hostfile', 'launch_commands', 'launch_env', 'format_command',
+           'LaunchError', 'launch', 'StageConfig', 'RehearsalConfig', 'RunConfig', 'Run', 'project_root', 'load_run',
+           'notebook_parameters', 'check_notebooks', 'check_inputs', 'stage_hashes', 'file_sha256', 'git_info',
+           'package_versions', 'read_lock', 'environment', 'canonical_name', 'StageFailed', 'plan', 'run', 'stage_dir',
+           'load_run_config', 'launch_stage', 'cli']
 
 # %% ../nbs/14_run.ipynb #e1659d63
 @dataclass
 class LaunchConfig(YamlConfig):
-    "How a stage's entry point is launched: launcher, nodes x GPUs, hostfile and the parallel setup."
+    "How a stage's entry point is launched: the launcher, nodes x processes, hostfile and rendezvous."
     launcher: Literal['deepspeed', 'torchrun', 'python'] = 'deepspeed'  # process launcher
     nodes: int = 1                      # machines
     gpus_per_node: int = 1              # processes per machine (GPUs; CPU processes with accelerator 'cpu')
@@ -33,9 +34,6 @@ class LaunchConfig(YamlConfig):
     master_port: int = 29500            # rendezvous port
     accelerator: Literal['cuda', 'cpu'] = 'cuda'  # 'cpu' runs DeepSpeed's CPU accelerator over gloo
     gpu: str = ''                       # what the GPUs are, for the record (e.g. 'A100-SXM4-40GB')
-    zero_stage: int = 1                 # DeepSpeed ZeRO stage (the report: 1)
-    precision: Literal['bf16', 'fp16', 'fp32'] = 'bf16'  # training precision (the report: bf16)
-    global_batch_tokens: Optional[int] = None  # tokens per optimizer step over all ranks (the report: 4,194,304)
     env: dict[str, str] = field(default_factory=dict)  # extra environment variables for the launched processes
     dry_run: bool = False               # print the command lines instead of running them
 
@@ -45,15 +43,12 @@ class LaunchConfig(YamlConfig):
     def validate(self):
         if self.nodes < 1 or self.gpus_per_node < 1:
             raise ConfigError(f"LaunchConfig: 'nodes' and 'gpus_per_node' must be >= 1, got {self.nodes} x {self.gpus_per_node}")
-        if not 0 <= self.zero_stage <= 3: raise ConfigError(f"LaunchConfig: 'zero_stage' must be 0..3, got {self.zero_stage}")
         if self.launcher == 'python' and self.world_size != 1:
             raise ConfigError(f"LaunchConfig: launcher 'python' runs one process, but nodes x gpus_per_node = {self.world_size}")
         if self.nodes > 1 and self.launcher == 'deepspeed' and not self.hostfile:
             raise ConfigError(f"LaunchConfig: {self.nodes} nodes with deepspeed need a 'hostfile'")
         if self.nodes > 1 and self.launcher == 'torchrun' and not (self.master_addr or self.hostfile):
             raise ConfigError(f"LaunchConfig: {self.nodes} nodes with torchrun need 'master_addr' or a 'hostfile'")
-        if self.global_batch_tokens is not None and self.global_batch_tokens <= 0:
-            raise ConfigError(f"LaunchConfig: 'global_batch_tokens' must be positive, got {self.global_batch_tokens}")
 
 # %% ../nbs/14_run.ipynb #7a64df78
 def write_hostfile(hosts: list[str], slots: int, path) -> Path:
@@ -146,24 +141,6 @@ def launch(lc: LaunchConfig, module: str, config_file, log_file=None, dry_run: b
         raise LaunchError(f"{lines[0]}\nexited with code {rc}" + (f"; its log is {log_file}" if log_file else ''))
     return lines
 
-# %% ../nbs/14_run.ipynb #4839cfc9
-def deepspeed_config(lc: LaunchConfig, seq_len: int, micro_batch: int, global_batch_seqs: int | None = None) -> dict:
-    "DeepSpeed config (ZeRO stage, precision, batch sizes) for a stage of `seq_len`-token sequences."
-    if global_batch_seqs is None:
-        if lc.global_batch_tokens is None: global_batch_seqs = micro_batch * lc.world_size
-        elif lc.global_batch_tokens % seq_len:
-            raise ConfigError(f"global_batch_tokens {lc.global_batch_tokens} is not a multiple of seq_len {seq_len}")
-        else: global_batch_seqs = lc.global_batch_tokens // seq_len
-    per_step = micro_batch * lc.world_size
-    if global_batch_seqs % per_step:
-        raise ConfigError(f"global batch of {global_batch_seqs} sequences is not a multiple of micro_batch {micro_batch} "
-                          f"x world size {lc.world_size}")
-    return {'train_batch_size': global_batch_seqs, 'train_micro_batch_size_per_gpu': micro_batch,
-            'gradient_accumulation_steps': global_batch_seqs // per_step,
-            'zero_optimization': {'stage': lc.zero_stage},
-            'bf16': {'enabled': lc.precision == 'bf16'}, 'fp16': {'enabled': lc.precision == 'fp16'},
-            'gradient_clipping': 1.0}
-
 # %% ../nbs/14_run.ipynb #d973563a
 _NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*')
 
@@ -184,6 +161,12 @@ class StageConfig(YamlConfig):
         if not self.notebook.endswith('.ipynb'): raise ConfigError(f"stage '{self.name}': notebook {self.notebook!r} is not an .ipynb")
 
 @dataclass
+class RehearsalConfig(YamlConfig):
+    "How `stablecode run --rehearse` scales a run down to one machine: the only things it changes."
+    launch: LaunchConfig                # the launch of every launched stage (e.g. deepspeed, 1 node, 2 CPU processes)
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage name -> parameters that replace the run's
+
+@dataclass
 class RunConfig(YamlConfig):
     "A run: its name and its stages in order."
     stages: list[StageConfig]           # the stages, in execution order
@@ -191,9 +174,12 @@ class RunConfig(YamlConfig):
     description: str = ''               # one line for the manifest and the docs
     kernel: str = 'python3'             # Jupyter kernel that executes the notebooks
     launch: Optional[LaunchConfig] = None  # default launch of stages that have a `module`
+    rehearsal: Optional[RehearsalConfig] = None  # the overlay of `--rehearse` (full-scale runs)
 
     def validate(self):
         if not self.stages: raise ConfigError("RunConfig: 'stages' is empty")
+        unknown = [n for n in (self.rehearsal.parameters if self.rehearsal else {}) if n not in [s.name for s in self.stages]]
+        if unknown: raise ConfigError(f"RunConfig: 'rehearsal.parameters' names stage '{unknown[0]}', which the run has not")
         names = [s.name for s in self.stages]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup: raise ConfigError(f"RunConfig: stage name '{dup[0]}' is used twice")
@@ -208,6 +194,17 @@ class RunConfig(YamlConfig):
         "The effective launch config of stage `name` (its own, else the run's)."
         s = self.stage(name)
         return s.launch or self.launch
+
+# %% ../nbs/14_run.ipynb #c9a1e002
+@patch
+def rehearsed(self: RunConfig) -> RunConfig:
+    "This run with its `rehearsal` overlay applied: renamed `<name>-rehearsal`, parameters replaced, one launch."
+    if self.rehearsal is None: raise ConfigError(f"run '{self.name}' has no 'rehearsal' section to rehearse with")
+    ov = self.rehearsal
+    stages = [dataclasses.replace(s, parameters={**s.parameters, **ov.parameters.get(s.name, {})},
+                                  launch=ov.launch if s.module else None) for s in self.stages]
+    return dataclasses.replace(self, name=f"{self.name}-rehearsal", stages=stages, launch=None, rehearsal=None,
+                               description=f"rehearsal of {self.name} on one machine: {self.description}")
 
 # %% ../nbs/14_run.ipynb #dcd67b0e
 @dataclass
@@ -230,12 +227,13 @@ def project_root(start) -> Path:
         if (d/'pyproject.toml').exists(): return d
     return start
 
-def load_run(path, run_dir=None) -> Run:
-    "Load and validate the run YAML at `path`."
+def load_run(path, run_dir=None, rehearse: bool = False) -> Run:
+    "Load and validate the run YAML at `path` (with its rehearsal overlay applied when `rehearse`)."
     path = Path(path)
     if not path.exists(): raise ConfigError(f"{path}: no such run file")
     cfg = RunConfig.from_yaml(path)
     if cfg.name is None: cfg.name = path.stem
+    if rehearse: cfg = cfg.rehearsed()
     rd = Path(run_dir) if run_dir is not None else path.resolve().parent/cfg.name
     return Run(cfg, path.resolve(), project_root(path.resolve().parent), rd.resolve())
 
@@ -263,6 +261,22 @@ def check_notebooks(run: Run, missing_ok: bool = False) -> list[str]:
             raise ConfigError(f"{run.yaml_path}: stage '{s.name}': unknown parameter '{unknown[0]}' for {nb.name} "
                               f"(declared: {', '.join(sorted(declared))})")
     return missing
+
+# the stage graph: the stage notebooks whose outputs (in the same run directory) a stage notebook reads
+STAGE_INPUTS = {'nbs/06_pretrain.ipynb': ['nbs/04_packing.ipynb'], 'nbs/06b_evidence.ipynb': ['nbs/06_pretrain.ipynb']}
+
+def check_inputs(run: Run, selected: list[StageConfig]) -> None:
+    "Every input of a selected stage comes from an earlier stage of the run (or is already complete in its directory)."
+    for s in selected:
+        earlier = run.config.stages[:[x.name for x in run.config.stages].index(s.name)]
+        for need in STAGE_INPUTS.get(s.notebook, []):
+            src = [x for x in earlier if x.notebook == need]
+            if not src:
+                raise ConfigError(f"{run.yaml_path}: stage '{s.name}' ({s.notebook}) reads what {need} produces, and no "
+                                  f"stage before it runs {need}; add that stage before '{s.name}'")
+            if src[-1] not in selected and (_read_json(run.stage_dir(src[-1])/'stage.json') or {}).get('status') != 'done':
+                raise ConfigError(f"stage '{s.name}' needs stage '{src[-1].name}', which is not complete in {run.run_dir}; "
+                                  f"run it first (without --only/--from)")
 
 # %% ../nbs/14_run.ipynb #62d40bda
 def stage_hashes(cfg: RunConfig) -> dict[str, str]:
@@ -366,11 +380,14 @@ def _select(cfg: RunConfig, from_stage: str | None, only: str | None) -> list[St
     if from_stage: cfg.stage(from_stage); return cfg.stages[names.index(from_stage):]
     return list(cfg.stages)
 
-def plan(path, from_stage: str | None = None, only: str | None = None, force: bool = False, run_dir=None) -> list[dict]:
+def plan(path, from_stage: str | None = None, only: str | None = None, force: bool = False, run_dir=None,
+         rehearse: bool = False) -> list[dict]:
     "What `run` would do, stage by stage (run or skip, and why), with the launch command lines of launched stages."
-    r = load_run(path, run_dir); hashes = stage_hashes(r.config)
+    r = load_run(path, run_dir, rehearse); hashes = stage_hashes(r.config)
+    selected = _select(r.config, from_stage, only)
+    check_inputs(r, selected)
     out = []
-    for s in _select(r.config, from_stage, only):
+    for s in selected:
         st = _read_json(r.stage_dir(s)/'stage.json') or {}
         done = st.get('status') == 'done' and st.get('config_hash') == hashes[s.name]
         action = 'run (forced)' if force else ('skip (done, same config)' if done else
@@ -384,86 +401,92 @@ def plan(path, from_stage: str | None = None, only: str | None = None, force: bo
         out.append(item)
     return out
 
-def run(path, from_stage: str | None = None, only: str | None = None, force: bool = False, run_dir=None,
-        progress: bool = True, log_output: bool = False) -> dict:
-    "Execute the run YAML at `path` with papermill; returns the run manifest (also in `<run_dir>/manifest.json`)."
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-    r = load_run(path, run_dir); cfg = r.config
-    selected = _select(cfg, from_stage, only)
-    check_notebooks(Run(RunConfig(stages=selected, name=cfg.name), r.yaml_path, r.root, r.run_dir))
-    hashes = stage_hashes(cfg)
-    r.run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.to_yaml(r.run_dir/'run.yaml')
-    mpath = r.run_dir/'manifest.json'
+def _start_manifest(r: Run, hashes: dict, rehearsal: dict | None) -> dict:
+    "The run manifest at the start of a run: what runs, from which code, with which packages (kept stage records)."
+    cfg, mpath = r.config, r.run_dir/'manifest.json'
     manifest = _read_json(mpath) or {}
     manifest.update(run=cfg.name, description=cfg.description, yaml=str(r.yaml_path), run_dir=str(r.run_dir),
                     git=git_info(r.root), packages=package_versions(), environment=environment(r.root/'constraints.txt'),
-                    host=platform.node(),
-                    config_hashes=hashes, started=_now(), finished=None, status='running')
-    manifest.setdefault('stages', {})
+                    host=platform.node(), rehearsal=rehearsal, config_hashes=hashes, started=_now(), finished=None,
+                    status='running')
     names = [s.name for s in cfg.stages]
-    for n in list(manifest['stages']):
-        if n not in names: manifest['stages'].pop(n)
+    manifest['stages'] = {n: st for n, st in manifest.get('stages', {}).items() if n in names}
     _write_json(mpath, manifest)
-    first = names.index(selected[0].name)
-    for s in cfg.stages[:first]:
-        st = _read_json(r.stage_dir(s)/'stage.json') or {}
-        if not (st.get('status') == 'done' and st.get('config_hash') == hashes[s.name]):
-            print(f"warning: stage '{s.name}' before '{selected[0].name}' is not complete with the current config; "
-                  f"its artifacts in {r.stage_dir(s)} may be missing or stale", file=sys.stderr)
+    return manifest
 
+def _move_old_results(r: Run, s: StageConfig, old: dict, h: str, force: bool):
+    "Results of another config (or a forced re-run) are moved aside to `<stage>.old-<hash>`, never deleted."
+    sdir = r.stage_dir(s)
+    if sdir.exists() and any(sdir.iterdir()) and (force or old.get('config_hash', h) != h):
+        k, dest = 0, None
+        while dest is None or dest.exists(): dest, k = r.run_dir/f"{s.name}.old-{old.get('config_hash', 'nohash')}{'-'+str(k) if k else ''}", k + 1
+        sdir.rename(dest)
+        tqdm.write(f"[{s.name}] previous results (config {old.get('config_hash')}) moved to {dest}")
+    elif old.get('status') in ('running', 'failed'):
+        tqdm.write(f"[{s.name}] resuming: an earlier attempt left status '{old['status']}'")
+    sdir.mkdir(parents=True, exist_ok=True)
+
+# %% ../nbs/14_run.ipynb #d77f2700
+def _execute_stage(r: Run, s: StageConfig, h: str, old: dict, git: dict, progress: bool, log_output: bool) -> dict:
+    "Execute one stage notebook with papermill; returns its stage record (status 'done' or 'failed' with the error)."
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+    cfg, spath, nb, out = r.config, r.stage_dir(s)/'stage.json', r.notebook(s), r.executed(s)
+    params, lc = {'run_dir': str(r.run_dir), **s.parameters}, cfg.stage_launch(s.name) if s.module else None
+    st = dict(stage=s.name, status='running', config_hash=h, notebook=str(nb), notebook_sha256=file_sha256(nb),
+              executed_notebook=str(out), parameters=params, module=s.module,
+              launch=dataclasses.asdict(lc) if lc else None, git=git, started=_now(), finished=None, seconds=None,
+              artifacts=[], attempts=old.get('attempts', 0) + 1 if old.get('config_hash') == h else 1)
+    _write_json(spath, st)
+    tqdm.write(f"[{s.name}] executing {nb} -> {out}")
+    before, t0, err = _snapshot(r.run_dir), time.time(), None
+    try:
+        pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=cfg.kernel, progress_bar=progress,
+                            log_output=log_output, cwd=str(nb.parent), execution_timeout=s.cell_timeout)
+    except PapermillExecutionError as e:
+        err = (f"stage '{s.name}' failed: {e.ename}: {e.evalue}\n  in {_cell_label(e, out)}\n"
+               f"The executed notebook {out} keeps every output up to the failure; earlier stages are kept. "
+               f"Fix the cause and run again: completed stages are skipped.")
+    except KeyboardInterrupt:
+        err = f"stage '{s.name}' interrupted; {out} keeps the outputs so far. Run again to resume."
+    skip = {str(p.relative_to(r.run_dir)) for p in (spath, r.run_dir/'manifest.json', out) if p.is_relative_to(r.run_dir)}
+    st.update(finished=_now(), seconds=round(time.time() - t0, 3), status='failed' if err else 'done',
+              artifacts=_artifacts(r.run_dir, before, _snapshot(r.run_dir), skip | {'run.yaml'}))
+    if err: st['error'] = err
+    _write_json(spath, st)
+    return st
+
+def run(path, from_stage: str | None = None, only: str | None = None, force: bool = False, run_dir=None,
+        progress: bool = True, log_output: bool = False, rehearse: bool = False) -> dict:
+    "Execute the run YAML at `path` with papermill; returns the run manifest (also in `<run_dir>/manifest.json`)."
+    r = load_run(path, run_dir, rehearse); cfg, mpath = r.config, r.run_dir/'manifest.json'
+    selected = _select(cfg, from_stage, only)
+    check_notebooks(Run(RunConfig(stages=selected, name=cfg.name), r.yaml_path, r.root, r.run_dir))
+    check_inputs(r, selected)
+    hashes, names = stage_hashes(cfg), [s.name for s in cfg.stages]
+    r.run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.to_yaml(r.run_dir/'run.yaml')
+    overlay = RunConfig.from_yaml(r.yaml_path).rehearsal if rehearse else None
+    manifest = _start_manifest(r, hashes, overlay.to_dict() if overlay else None)
     bar = tqdm(selected, desc=f"run {cfg.name}", unit='stage', disable=not progress, position=0)
     for s in bar:
         bar.set_postfix_str(s.name)
-        sdir, spath, h = r.stage_dir(s), r.stage_dir(s)/'stage.json', hashes[s.name]
-        old = _read_json(spath) or {}
-        if not force and old.get('status') == 'done' and old.get('config_hash') == h:
-            tqdm.write(f"[{s.name}] done with config {h}: skipped")
+        old = _read_json(r.stage_dir(s)/'stage.json') or {}
+        if not force and old.get('status') == 'done' and old.get('config_hash') == hashes[s.name]:
+            tqdm.write(f"[{s.name}] done with config {hashes[s.name]}: skipped")
             manifest['stages'][s.name] = old; continue
-        if sdir.exists() and any(sdir.iterdir()) and (force or old.get('config_hash', h) != h):
-            k, dest = 0, None
-            while dest is None or dest.exists(): dest, k = r.run_dir/f"{s.name}.old-{old.get('config_hash', 'nohash')}{'-'+str(k) if k else ''}", k + 1
-            sdir.rename(dest)
-            tqdm.write(f"[{s.name}] previous results (config {old.get('config_hash')}) moved to {dest}")
-        elif old.get('status') in ('running', 'failed'):
-            tqdm.write(f"[{s.name}] resuming: an earlier attempt left status '{old['status']}'")
-        sdir.mkdir(parents=True, exist_ok=True)
-        nb, out = r.notebook(s), r.executed(s)
-        params = {'run_dir': str(r.run_dir), **s.parameters}
-        st = dict(stage=s.name, status='running', config_hash=h, notebook=str(nb), notebook_sha256=file_sha256(nb),
-                  executed_notebook=str(out), parameters=params, module=s.module,
-                  launch=dataclasses.asdict(cfg.stage_launch(s.name)) if s.module and cfg.stage_launch(s.name) else None,
-                  git=manifest['git'], started=_now(), finished=None, seconds=None, artifacts=[],
-                  attempts=old.get('attempts', 0) + 1 if old.get('config_hash') == h else 1)
-        _write_json(spath, st)
-        tqdm.write(f"[{s.name}] executing {nb} -> {out}")
-        before, t0, err = _snapshot(r.run_dir), time.time(), None
-        try:
-            pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=cfg.kernel, progress_bar=progress,
-                                log_output=log_output, cwd=str(nb.parent), execution_timeout=s.cell_timeout)
-        except PapermillExecutionError as e:
-            err = (f"stage '{s.name}' failed: {e.ename}: {e.evalue}\n  in {_cell_label(e, out)}\n"
-                   f"The executed notebook {out} keeps every output up to the failure; earlier stages are kept. "
-                   f"Fix the cause and run again: completed stages are skipped.")
-        except KeyboardInterrupt:
-            err = f"stage '{s.name}' interrupted; {out} keeps the outputs so far. Run again to resume."
-        st.update(finished=_now(), seconds=round(time.time() - t0, 3))
-        skip = {str(p.relative_to(r.run_dir)) for p in (spath, mpath, out) if p.is_relative_to(r.run_dir)} | {'run.yaml'}
-        st['artifacts'] = _artifacts(r.run_dir, before, _snapshot(r.run_dir), skip)
-        st['status'] = 'failed' if err else 'done'
-        if err: st['error'] = err
-        _write_json(spath, st)
-        manifest['stages'][s.name] = st
-        if err:
-            manifest.update(status='failed', finished=_now(), error=err); _write_json(mpath, manifest)
-            bar.close(); raise StageFailed(err)
+        _move_old_results(r, s, old, hashes[s.name], force)
+        st = manifest['stages'][s.name] = _execute_stage(r, s, hashes[s.name], old, manifest['git'], progress, log_output)
+        if st['status'] == 'failed':
+            manifest.update(status='failed', finished=_now(), error=st['error']); _write_json(mpath, manifest)
+            bar.close(); raise StageFailed(st['error'])
         tqdm.write(f"[{s.name}] done in {st['seconds']:.1f} s, {len(st['artifacts'])} artifacts")
         _write_json(mpath, manifest)
     bar.close()
     stages = manifest['stages']
-    manifest['artifacts'] = [f"{a['path']}" for n in names if n in stages for a in stages[n].get('artifacts', [])]
-    manifest['data_manifests'] = {a['path']: a['sha256'] for n in names if n in stages for a in stages[n].get('artifacts', [])
+    arts = [a for n in names if n in stages for a in stages[n].get('artifacts', [])]
+    manifest['artifacts'] = [a['path'] for a in arts]
+    manifest['data_manifests'] = {a['path']: a['sha256'] for a in arts
                                   if 'manifest' in Path(a['path']).name and a['path'].endswith('.json')}
     manifest['timings'] = {n: stages[n].get('seconds') for n in names if n in stages}
     complete = all(stages.get(n, {}).get('status') == 'done' and stages[n].get('config_hash') == hashes[n] for n in names)
@@ -495,7 +518,7 @@ def launch_stage(run_dir, name: str, config, module: str | None = None, dry_run:
 
 # %% ../nbs/14_run.ipynb #1f2a4c01
 def cli(argv: list[str] | None = None) -> int:
-    "`stablecode run RUN.yaml [--from STAGE | --only STAGE] [--force] [--dry-run]`"
+    "`stablecode run RUN.yaml [--from STAGE | --only STAGE] [--force] [--dry-run] [--rehearse]`"
     import argparse
     ap = argparse.ArgumentParser(prog='stablecode run', description='Execute the stage notebooks of a run YAML with papermill.')
     ap.add_argument('yaml', help='run file, e.g. papermill_runs/tiny-cpu.yaml')
@@ -504,17 +527,19 @@ def cli(argv: list[str] | None = None) -> int:
     g.add_argument('--only', metavar='STAGE', help='run only this stage')
     ap.add_argument('--force', action='store_true', help='execute the selected stages even when complete')
     ap.add_argument('--dry-run', action='store_true', help='print the plan and launch commands; execute nothing')
+    ap.add_argument('--rehearse', action='store_true', help="run every stage on this machine, scaled down by the YAML's "
+                    "'rehearsal' section, into <run>-rehearsal/")
     ap.add_argument('--run-dir', help='run directory (default: next to the YAML, named after the run)')
     ap.add_argument('--no-progress', action='store_true', help='no progress bars')
     a = ap.parse_args(argv)
     try:
         if a.dry_run:
-            for p in plan(a.yaml, a.from_stage, a.only, a.force, a.run_dir):
+            for p in plan(a.yaml, a.from_stage, a.only, a.force, a.run_dir, a.rehearse):
                 print(f"{p['stage']}: {p['action']}  {p['notebook']} -> {p['executed']}  (config {p['config_hash']})")
                 print(f"  parameters: {json.dumps(p['parameters'])}")
                 for l in p.get('launch', []): print(f"  [dry-run] {l}")
             return 0
-        m = run(a.yaml, a.from_stage, a.only, a.force, a.run_dir, progress=not a.no_progress)
+        m = run(a.yaml, a.from_stage, a.only, a.force, a.run_dir, progress=not a.no_progress, rehearse=a.rehearse)
     except (ConfigError, StageFailed, LaunchError) as e:
         print(f"error: {e}", file=sys.stderr); return 1
     print(f"run '{m['run']}' {m['status']}: {m['run_dir']}/manifest.json")

@@ -11,25 +11,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal
 from .config import YamlConfig, ConfigError
+from transformers.utils.chat_template_utils import render_jinja_template
 
 # %% auto #0
-__all__ = ['EOT', 'SPECIAL_TOKENS', 'SPECIAL_IDS', 'CHATML_TEMPLATE', 'padded_vocab_size', 'train_tokenizer', 'special_ids',
-           'vocab_hash', 'save_tokenizer', 'load_tokenizer', 'hub_tokenizer', 'TokenizerConfig', 'build_tokenizer']
+__all__ = ['EOT', 'FIM_PREFIX', 'FIM_MIDDLE', 'FIM_SUFFIX', 'FIM_PAD', 'IM_START', 'IM_END', 'SPECIAL_TOKENS', 'SPECIAL_IDS',
+           'CHATML_TEMPLATE', 'chat_text', 'padded_vocab_size', 'train_tokenizer', 'special_ids', 'vocab_hash',
+           'save_tokenizer', 'load_tokenizer', 'hub_tokenizer', 'TokenizerConfig', 'build_tokenizer']
 
 # %% ../nbs/02_tokenizer.ipynb #5d6becd3
-EOT = '<|endoftext|>'
-SPECIAL_TOKENS = [EOT, '<fim_prefix>', '<fim_middle>', '<fim_suffix>', '<fim_pad>', '<|im_start|>', '<|im_end|>']
+EOT = '<|endoftext|>'                                                  # document end; bos = eos = id 0
+FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD = '<fim_prefix>', '<fim_middle>', '<fim_suffix>', '<fim_pad>'
+IM_START, IM_END = '<|im_start|>', '<|im_end|>'                          # ChatML turns
+SPECIAL_TOKENS = [EOT, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD, IM_START, IM_END]
 SPECIAL_IDS = {t: i for i, t in enumerate(SPECIAL_TOKENS)}   # the fixed ids of a trained tokenizer
 
 # %% ../nbs/02_tokenizer.ipynb #13ab774e
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
-    "{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}"
+    "{{ '" + IM_START + "' + message['role'] + '\n' }}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '" + IM_END + "' }}{% endgeneration %}"
+    "{% else %}{{ message['content'] + '" + IM_END + "' }}{% endif %}"
     "{{ '\n' }}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    "{% if add_generation_prompt %}{{ '" + IM_START + "assistant\n' }}{% endif %}")
+
+def chat_text(messages: list[dict],                 # [{'role': 'system' | 'user' | 'assistant', 'content': str}, ...]
+              add_generation_prompt: bool = True,    # end with the assistant's opening, for generation
+             ) -> str:
+    "A conversation as ChatML text: the chat template itself, rendered without a tokenizer (e.g. for an HTTP server)."
+    return render_jinja_template([messages], chat_template=CHATML_TEMPLATE, add_generation_prompt=add_generation_prompt)[0][0]
 
 # %% ../nbs/02_tokenizer.ipynb #8da8b4ab
 def padded_vocab_size(n: int, multiple: int = 64) -> int:

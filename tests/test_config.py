@@ -35,7 +35,7 @@ def test_bad_yaml_names_key_and_file(tmp_path, text, match):
     assert 'model.yaml' in str(e.value) or 'ModelConfig' in str(e.value)
 
 def test_unknown_preset_and_override_errors():
-    with pytest.raises(ConfigError, match="unknown preset 'huge'.*tiny"): preset('huge')
+    with pytest.raises(ConfigError, match="unknown model preset 'huge'.*tiny"): preset('huge')
     with pytest.raises(ConfigError, match="preset 'tiny'.*unknown key 'layers'"): preset('tiny', layers=3)
     assert preset('tiny', num_hidden_layers=2).num_hidden_layers == 2
 
@@ -43,3 +43,25 @@ def test_int_accepted_for_float(tmp_path):
     f = tmp_path / 'm.yaml'; f.write_text('rope_theta: 10000\n')
     c = ModelConfig.from_yaml(f)
     assert c.rope_theta == 10000.0 and isinstance(c.rope_theta, float)
+
+# every module that registers presets; one parametrized test then builds every preset of every kind
+import stablecode.data, stablecode.packing, stablecode.pretrain  # noqa: E402,F401
+from stablecode.config import Presets  # noqa: E402
+
+@pytest.mark.parametrize('kind,name', [(k, n) for k, r in sorted(Presets.registries.items()) for n in r.names()])
+def test_every_preset_builds(kind, name):
+    reg = Presets.registries[kind]
+    cfg = reg(name)
+    assert isinstance(cfg, reg.cls) and type(cfg).from_dict(cfg.to_dict()) == cfg    # strict round trip
+
+def test_registries_cover_every_kind_and_unknown_names_fail_in_one_line():
+    assert {'model', 'mixture', 'data', 'pretrain'} <= set(Presets.registries)
+    for kind, reg in Presets.registries.items():
+        with pytest.raises(ConfigError) as e: reg('no-such-preset')
+        assert str(e.value) == f"unknown {kind} preset 'no-such-preset' (known: {', '.join(reg.names())})"
+
+def test_yaml_that_is_not_utf8_or_missing_is_one_line(tmp_path):
+    f = tmp_path / 'm.yaml'
+    f.write_bytes(b'hidden_size: \xff\n')
+    with pytest.raises(ConfigError, match=r'm\.yaml: not UTF-8 text \(byte 13'): ModelConfig.from_yaml(f)
+    with pytest.raises(ConfigError, match=r'nope\.yaml: cannot read it'): ModelConfig.from_yaml(tmp_path / 'nope.yaml')

@@ -173,20 +173,24 @@ def test_cli_build_then_repack_without_rebuilding_corpus(tmp_path):
                        cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE='1'))
     assert r.returncode == 0, r.stderr[-3000:]
     man = json.loads((out / 'manifest.json').read_text())
-    assert man['corpus_rebuilt'] and set(man['tokens_per_source']) == {'stdlib', 'pydoc', 'math'}
-    assert all(n > 1000 for n in man['tokens_per_source'].values())
-    assert abs(sum(man['weights'].values()) - 1) < 1e-9 and man['weights']['stdlib'] == pytest.approx(0.8)
+    code = man['streams']['code']                                          # the tiny data preset's two streams
+    assert man['corpus_rebuilt'] and set(man['streams']) == {'code', 'long_context'}
+    assert set(code['tokens_per_source']) == {'stdlib', 'pydoc', 'math'} and code['seq_len'] == 128
+    assert all(n > 1000 for n in code['tokens_per_source'].values())
+    assert abs(sum(code['weights'].values()) - 1) < 1e-9 and code['weights']['stdlib'] == pytest.approx(0.8)
     assert man['corpus']['totals']['docs_kept'] > 0 and 'near_dedup' in man['corpus']['per_source']['stdlib']
     assert man['tokenizer']['special_ids'] == {t: i for i, t in enumerate(SPECIAL_TOKENS)}
     corpus_mtime = (out / 'corpus' / 'manifest.json').stat().st_mtime_ns
     tok_mtime = (out / 'tokenizer' / 'tokenizer.json').stat().st_mtime_ns
-    assert cli(['build', '--mixture', str(mix), '--out', str(out), '--seq-len', '256', '--fim-rate', '0.9']) == 0
+    assert cli(['build', '--mixture', str(mix), '--out', str(out), '--pack', 'code.seq_len=256', '--pack', 'code.fim_rate=0.9']) == 0
     man2 = json.loads((out / 'manifest.json').read_text())
     assert not man2['corpus_rebuilt'] and (out / 'corpus' / 'manifest.json').stat().st_mtime_ns == corpus_mtime
     assert (out / 'tokenizer' / 'tokenizer.json').stat().st_mtime_ns == tok_mtime
-    ds = PackedDataset(out / 'packed')
+    assert man2['hashes']['packs']['long_context'] == man['hashes']['packs']['long_context']     # untouched stream kept
+    ds = PackedDataset(out / man2['streams']['code']['dir'])
     assert ds.seq_len == 256 and ds.manifest['pack_config']['fim_rate'] == 0.9
-    assert sum(man2['tokens_per_source'].values()) > sum(man['tokens_per_source'].values())  # more FIM sentinels
+    assert sum(man2['streams']['code']['tokens_per_source'].values()) > sum(code['tokens_per_source'].values())  # more FIM sentinels
+    assert cli(['build', '--mixture', str(mix), '--out', str(out), '--pack', 'cod.seq_len=256']) == 2    # a typo is an error
 
 def test_hub_tokenizer_adds_missing_special_tokens(tmp_path):
     "The full-scale loader path, on a local directory: a base tokenizer without FIM/ChatML tokens gets them added."

@@ -1,6 +1,6 @@
 """The papermill runner end to end: skip/resume/force/--from/--only, failing cells, manifests, launch dry-runs, and the
 run presets under papermill_runs/."""
-import json, os, shlex, sys, warnings
+import json, os, shlex, shutil, sys, warnings
 from pathlib import Path
 
 import nbformat
@@ -8,7 +8,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from stablecode.config import ConfigError
-from stablecode.run import (LaunchConfig, LaunchError, RunConfig, StageFailed, check_notebooks, cli, deepspeed_config,
+from stablecode.run import (LaunchConfig, LaunchError, RunConfig, StageFailed, check_inputs, check_notebooks, cli,
                             launch, launch_commands, launch_stage, load_run, plan, read_hostfile, run, stage_hashes,
                             write_hostfile)
 
@@ -169,12 +169,8 @@ def test_launch_commands_exact(tmp_path):
         launch(LaunchConfig(nodes=4, gpus_per_node=8, hostfile=str(bad)), 'm', 'c.yaml', dry_run=False)
     (tmp_path/'broken').write_text('node0 slots=8\nnode1 8\n')
     with pytest.raises(ConfigError, match=r"broken:2: expected 'HOST slots=N'"): read_hostfile(tmp_path/'broken')
-    # the DeepSpeed config of the report's batch
-    big = LaunchConfig(nodes=32, gpus_per_node=8, hostfile='/job/hostfile', global_batch_tokens=4_194_304)
-    d = deepspeed_config(big, seq_len=4096, micro_batch=1)
-    assert (d['train_batch_size'], d['train_micro_batch_size_per_gpu'], d['gradient_accumulation_steps']) == (1024, 1, 4)
-    assert d['zero_optimization']['stage'] == 1 and d['bf16']['enabled'] and not d['fp16']['enabled']
-    with pytest.raises(ConfigError, match='not a multiple'): deepspeed_config(big, seq_len=4096, micro_batch=3)
+    # the launch holds processes and hosts only: ZeRO stage, precision and batch belong to the stage's own config
+    with pytest.raises(ConfigError, match="unknown key 'zero_stage'"): LaunchConfig.from_dict(dict(zero_stage=1))
 
 
 def test_launch_dry_run_and_real(tmp_path, capsys, monkeypatch):
@@ -232,16 +228,34 @@ def test_run_presets_parse_and_validate(yaml_path):
     for s in r.config.stages:
         lc = r.config.stage_launch(s.name)
         if s.module: assert lc is not None, f"stage {s.name} has a module but no launch"
+    check_inputs(r, r.config.stages)                                   # every stage input comes from an earlier stage
+    from stablecode.packing import DATA_PRESETS
+    from stablecode.pretrain import pretrain_preset
+    for run in ([r.config] + ([r.config.rehearsed()] if r.config.rehearsal else [])):
+        st = {s.name: s for s in run.stages}
+        pc, dp = pretrain_preset(st['pretrain'].parameters['preset_name']), st['data'].parameters['data_preset']
+        lens = {n: p.seq_len for n, p in DATA_PRESETS(dp).with_packs(st['data'].parameters.get('packs')).packs.items()}
+        pc.check_world(run.stage_launch('pretrain').world_size, lens)  # the streams exist and the batch fits the launch
     if yaml_path.stem == 'tiny-cpu':
         assert r.config.launch is None and stages['pretrain'].parameters['preset_name'] == 'tiny'
-        assert [s.name for s in r.config.stages] == ['data', 'pretrain', 'eval']
+        assert [s.name for s in r.config.stages] == ['data', 'pretrain', 'evidence', 'eval']
     if yaml_path.stem == 'stable-code-3b-a100x256':
         lc, p = r.config.launch, stages['pretrain'].parameters
         assert (lc.launcher, lc.nodes, lc.gpus_per_node, lc.world_size) == ('deepspeed', 32, 8, 256)
-        assert (lc.zero_stage, lc.precision, lc.global_batch_tokens) == (1, 'bf16', 4_194_304)
-        assert p['preset_name'] == 'stable-code-3b'
-        from stablecode.pretrain import pretrain_preset
         pc = pretrain_preset(p['preset_name'])
-        assert all(s.global_batch_tokens == lc.global_batch_tokens for s in pc.stages)
-        assert pc.check_world(lc.world_size) == {'code': 1, 'long_context': 1}     # batch arithmetic fits 256 GPUs
-        assert deepspeed_config(lc, pc.stages[0].seq_len, micro_batch=2)['gradient_accumulation_steps'] == 2
+        assert (pc.zero_stage, pc.precision) == (1, 'bf16') and all(s.global_batch_tokens == 4_194_304 for s in pc.stages)
+        assert pc.check_world(lc.world_size, {'code': 4096, 'long_context': 16384}) == {'code': 1, 'long_context': 1}
+        assert r.config.rehearsed().stage_launch('pretrain').launcher == 'deepspeed'     # rehearsed with the same launcher
+
+
+def test_a_run_missing_a_stage_input_fails_before_any_work(tmp_path):
+    import yaml
+    full = yaml.safe_load((ROOT/'papermill_runs'/'stable-code-3b-a100x256.yaml').read_text())
+    full['stages'] = [s for s in full['stages'] if s['name'] != 'data']; full['rehearsal']['parameters'].pop('data')
+    y = tmp_path / 'no-data.yaml'
+    y.write_text(yaml.safe_dump(full))
+    shutil.copytree(ROOT/'nbs', tmp_path/'nbs'); (tmp_path/'pyproject.toml').write_text('')
+    assert cli([str(y), '--dry-run']) == 1
+    with pytest.raises(ConfigError, match=r"stage 'pretrain' \(nbs/06_pretrain.ipynb\) reads what nbs/04_packing.ipynb produces"):
+        run(y, progress=False)
+    assert not (tmp_path/'no-data').exists()

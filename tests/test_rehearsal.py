@@ -1,0 +1,64 @@
+"""The full-scale run rehearsed on this machine (`stablecode run papermill_runs/stable-code-3b-a100x256.yaml
+--rehearse`): every stage of the shipped YAML, through the same notebooks, entry points and the `deepspeed` launcher
+(two CPU processes), changed only by the YAML's `rehearsal` section. The data stage's packing steers training: the
+rehearsal here also shortens the `code` stream to 64 tokens, and the trainer's batches follow."""
+import json, os, subprocess, sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def rehearsal(tmp_path_factory):
+    d = tmp_path_factory.mktemp('rehearse')
+    full = yaml.safe_load((ROOT/'papermill_runs'/'stable-code-3b-a100x256.yaml').read_text())
+    full['rehearsal']['parameters']['data']['packs'] = {'code': {'seq_len': 64}}     # a data-stage setting
+    y = ROOT/'papermill_runs'/'.test-rehearsal.yaml'                                 # beside the shipped YAMLs (same root)
+    y.write_text(yaml.safe_dump(full, sort_keys=False))
+    try:
+        r = subprocess.run([sys.executable, '-m', 'stablecode.cli', 'run', str(y), '--rehearse', '--no-progress',
+                            '--run-dir', str(d/'run')], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, 'HF_HUB_OFFLINE': '1'}, timeout=1500)
+    finally: y.unlink()
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-6000:])
+    return d/'run', r
+
+
+def test_every_stage_of_the_full_scale_yaml_ran(rehearsal):
+    run_dir, r = rehearsal
+    m = json.loads((run_dir/'manifest.json').read_text())
+    assert m['status'] == 'done' and list(m['stages']) == ['data', 'pretrain', 'eval']
+    assert m['run'] == '.test-rehearsal-rehearsal' and m['rehearsal']['launch']['launcher'] == 'deepspeed'
+    assert m['rehearsal']['parameters']['pretrain']['preset_name'] == 'tiny'                # the overlay is recorded
+    assert all(st['status'] == 'done' for st in m['stages'].values())
+
+
+def test_pretraining_went_through_deepspeed_with_two_processes(rehearsal):
+    run_dir, _ = rehearsal
+    log = (run_dir/'pretrain'/'launch.log').read_text()
+    assert 'launching: ' in log and ' deepspeed ' in f" {log.split('launching: ', 1)[1].split(chr(10))[0]} "
+    s = json.loads((run_dir/'pretrain'/'summary.json').read_text())['stages']
+    assert [x['stage'] for x in s] == ['code', 'long_context'] and all(x['world_size'] == 2 for x in s)
+    parts = sorted(p.name for p in (run_dir/'pretrain'/'code'/'checkpoints').rglob('*optim_states.pt'))
+    assert len(parts) == 2                                                                   # ZeRO-1 over two ranks
+
+
+def test_the_data_stage_owns_the_sequence_length(rehearsal):
+    run_dir, _ = rehearsal
+    s = {x['stage']: x for x in json.loads((run_dir/'pretrain'/'summary.json').read_text())['stages']}
+    # the data stage packed `code` at 64 tokens (the preset says 128): 4,096 tokens per step = 16 x 64 x 2 ranks x 2
+    assert s['code']['seq_len'] == 64 and s['code']['grad_accum'] == 2
+    assert s['long_context']['seq_len'] == 512 and s['long_context']['grad_accum'] == 1
+    data = json.loads((run_dir/'data'/'manifest.json').read_text())
+    assert data['streams']['code']['seq_len'] == 64 and Path(s['code']['packed']).name == data['hashes']['packs']['code']
+
+
+def test_evaluation_ran_on_the_final_checkpoint(rehearsal):
+    run_dir, _ = rehearsal
+    res = json.loads((run_dir/'eval'/'results.json').read_text())
+    he = res['tasks']['humaneval']
+    assert len(he['per_problem']) == 4 and all(p['n'] == 2 for p in he['per_problem'])      # the overlay's 4 x 2 samples
+    assert res['model'].endswith('pretrain/long_context/hf')                                 # the rehearsed model
