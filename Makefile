@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 .PHONY: install test run quickstart docs bench clean-venv
 
 # System tools the tests use: bubblewrap (the execution sandbox's namespaces) and Chromium (the docs check).
-SYSTEM_PKGS ?= bubblewrap chromium chromium-driver
+SYSTEM_PKGS ?= bubblewrap chromium chromium-driver g++ nodejs default-jdk-headless libjavatuples-java php-cli rustc golang ruby ruby-test-unit lua5.4 perl libtest-deep-perl
 
 $(STAMP): pyproject.toml
 	bash scripts/system_deps.sh $(SYSTEM_PKGS)
