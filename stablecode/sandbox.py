@@ -246,7 +246,8 @@ class _Cgroup:
 
     def limit(self, memory_mb: int, nproc: int):
         "Memory (swap included) and process-count limits of the whole tree."
-        mem = str(memory_mb << 20)
+        if getattr(self, '_set', None) == (memory_mb, nproc): return     # unchanged: no cgroup writes
+        self._set, mem = (memory_mb, nproc), str(memory_mb << 20)
         if self.v2:
             d = self.dirs['']; _w(d, 'memory.max', mem); _w(d, 'memory.swap.max', '0', ok=True); _w(d, 'pids.max', str(nproc))
             return
