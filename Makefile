@@ -13,7 +13,7 @@ PIP = $(BIN)/pip install -q --disable-pip-version-check $(if $(LOCK),-c $(LOCK))
 .PHONY: install test run quickstart docs bench lock test-latest clean-venv
 
 # System tools the tests use: bubblewrap (the execution sandbox's namespaces) and Chromium (the docs check).
-SYSTEM_PKGS ?= bubblewrap chromium chromium-driver
+SYSTEM_PKGS ?= bubblewrap chromium chromium-driver g++ nodejs default-jdk-headless libjavatuples-java php-cli rustc golang ruby ruby-test-unit lua5.4 perl libtest-deep-perl
 
 $(STAMP): pyproject.toml $(LOCK)
 	bash scripts/system_deps.sh $(SYSTEM_PKGS)

