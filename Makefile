@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 LOCK ?= constraints.txt
 PIP = $(BIN)/pip install -q --disable-pip-version-check $(if $(LOCK),-c $(LOCK))
 
-.PHONY: install test run quickstart docs bench lock test-latest clean-venv
+.PHONY: install test run quickstart docs bench lock test-latest clean-venv slurm-check
 
 # System tools the tests use: bubblewrap (the execution sandbox's namespaces) and Chromium (the docs check).
 SYSTEM_PKGS ?= bubblewrap chromium chromium-driver g++ nodejs default-jdk-headless libjavatuples-java php-cli rustc golang ruby ruby-test-unit lua5.4 perl libtest-deep-perl
@@ -54,6 +54,10 @@ lock:
 test-latest:
 	rm -rf .venv-latest
 	$(MAKE) test VENV=.venv-latest LOCK=
+
+## The data stage on a real single-node Slurm (Debian's slurm-wlm + munge; needs root): corpus jobs vs a local build.
+slurm-check: $(STAMP)
+	BIN=$(BIN) bash scripts/slurm_check.sh
 
 clean-venv:
 	rm -rf $(VENV)

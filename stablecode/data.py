@@ -7,7 +7,7 @@ Docs: https://stablecode.github.io/stablecode/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #2c50fe95
 from __future__ import annotations
-import fnmatch, glob, gzip, hashlib, io, json, os, random, re, shutil, stat, struct, sysconfig, time
+import fnmatch, glob, gzip, hashlib, io, json, os, random, re, shutil, stat, struct, subprocess, sysconfig, time, zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -17,13 +17,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from datatrove.data import Document, DocumentsPipeline
+from datatrove.executor import LocalPipelineExecutor, RayPipelineExecutor, SlurmPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from .config import ConfigError, Presets, YamlConfig, build
+from .config import ConfigError, Presets, YamlConfig, build, json_hash
 
 # %% auto #0
 __all__ = ['LANGUAGE_EXTENSIONS', 'EXTENSION_LANGUAGE', 'STARCODERDATA_DIRS', 'SOURCE_KINDS', 'PRETRAIN_JACCARD',
@@ -32,8 +33,9 @@ __all__ = ['LANGUAGE_EXTENSIONS', 'EXTENSION_LANGUAGE', 'STARCODERDATA_DIRS', 'S
            'MixtureConfig', 'load_mixture', 'math_problem_docs', 'stdlib_dir', 'walk_source_files', 'read_text_file',
            'SourceReader', 'SizeFilter', 'MaxLineLengthFilter', 'MeanLineLengthFilter', 'AlnumFractionFilter',
            'AutogenFilter', 'quality_filters', 'CodeWordTokenizer', 'lsh_params', 'minhash_config', 'lsh_probability',
-           'MinhashVerifyPairs', 'load_benchmarks', 'Decontaminate', 'make_executor', 'corpus_stages', 'iter_documents',
-           'finalize_corpus', 'manifest_markdown', 'build_corpus']
+           'MinhashVerifyPairs', 'load_benchmarks', 'Decontaminate', 'make_executor', 'corpus_stages', 'iter_shard',
+           'iter_documents', 'finalize_corpus', 'manifest_markdown', 'FinalizeCorpus', 'wait_for_slurm', 'run_stages',
+           'build_corpus']
 
 # %% ../nbs/01_data.ipynb #2ea7d519
 LANGUAGE_EXTENSIONS: dict[str, tuple[str, ...]] = {
@@ -81,6 +83,7 @@ class SourceConfig:
     streaming: bool = True                           # row kinds: stream instead of downloading/converting first
     text: str = 'text'                               # row kinds: text column, or a `{column}` template
     columns: dict[str, str] = field(default_factory=dict)  # row kinds: metadata field -> column (e.g. language: lang)
+    group_by: Optional[str] = None                   # row kinds: a `columns` field (repository) whose rows stay together, in path order
     language: Optional[str] = None                   # fixed language of every document (row kinds, generated kinds)
     languages: list[str] = field(default_factory=list)     # dir: restrict to these of the 18 (default: all)
     exclude: list[str] = field(default_factory=list)       # dir: glob patterns of relative paths to leave out
@@ -131,7 +134,7 @@ class ExecutorConfig:
     "Where the datatrove pipelines run."
     kind: Literal['local', 'slurm', 'ray'] = 'local'
     tasks: int = 1                     # shards of the reading / filtering stages
-    workers: int = 1                   # local: processes at once (1 = in this process)
+    workers: int = 1                   # local / ray: tasks at once (local 1 = in this process)
     partition: str = ''                # slurm: partition
     time: str = '24:00:00'             # slurm: time limit per job
     cpus_per_task: int = 1             # slurm / ray
@@ -162,6 +165,9 @@ class MixtureConfig(YamlConfig):
             need = {'dir': 'path', 'jsonl': 'path', 'parquet': 'path', 'hub': 'dataset'}.get(s.kind)
             if need and not getattr(s, need):
                 raise ConfigError(f"mixture '{self.name}': source '{s.name}' of kind '{s.kind}' needs '{need}'")
+            if s.group_by and s.group_by not in s.columns:
+                raise ConfigError(f"mixture '{self.name}': source '{s.name}': 'group_by: {s.group_by}' needs a column "
+                                  f"for it in 'columns' (e.g. columns: {{{s.group_by}: COLUMN}})")
             bad = [l for l in s.languages if l not in LANGUAGE_EXTENSIONS]
             if bad: raise ConfigError(f"mixture '{self.name}': source '{s.name}': unknown language {bad[0]!r} "
                                       f"(known: {', '.join(LANGUAGE_EXTENSIONS)})")
@@ -186,7 +192,8 @@ class MixtureConfig(YamlConfig):
 def _stable_code_3b() -> dict:
     return dict(name='stable-code-3b', sources=[
         dict(name='starcoderdata', kind='hub', dataset='bigcode/starcoderdata', subsets=list(STARCODERDATA_DIRS.values()),
-             text='content', weight=0.70, domain='code'),
+             text='content', columns={'repository': 'max_stars_repo_name', 'path': 'max_stars_repo_path'},
+             group_by='repository', weight=0.70, domain='code'),
         dict(name='github-issues', kind='hub', dataset='bigcode/the-stack-github-issues', text='content',
              language='markdown', weight=0.05, domain='code'),
         dict(name='commitpackft', kind='hub', dataset='bigcode/commitpackft', config='python',
@@ -439,7 +446,7 @@ class SourceReader(PipelineStep):
                     if len(skipped) < 100: skipped.append((str(sub), f"unreadable: {type(e).__name__}: {str(e)[:200]}"))
                     break
                 idx, i = i, i + 1
-                if idx % world_size != rank: continue
+                if _row_owner(s, row, idx, world_size) != rank: continue
                 text, reason = self._row_text(row)
                 if reason:
                     skips[reason] += 1; continue
@@ -466,6 +473,7 @@ class SourceReader(PipelineStep):
         it = (self._iter_dir(rank, world_size, skips, skipped) if s.kind == 'dir' else
               self._iter_rows(rank, world_size, skips, skipped) if s.kind in ('jsonl', 'parquet', 'hub') else
               self._iter_generated(rank, world_size))
+        if s.group_by: it = _in_group_order(it, s.group_by)
         for doc in it:
             if s.kind == 'dir' and 0 <= s.max_documents <= n * world_size: break
             n += 1; nbytes += len(doc.text.encode('utf-8', 'surrogatepass'))
@@ -477,6 +485,18 @@ class SourceReader(PipelineStep):
             (Path(self.stats_folder) / f"{s.name}_{rank:05d}.json").write_text(json.dumps(dict(
                 source=s.name, rank=rank, documents=n, bytes=nbytes, skipped=dict(skips), skipped_items=skipped,
                 files_ignored=self._ignored)))
+
+# %% ../nbs/01_data.ipynb #711a14b4
+def _row_owner(source: SourceConfig, row: dict, idx: int, world_size: int) -> int:
+    "The task that reads row `idx`: round robin, or by a stable hash of its group (one repository, one task)."
+    if not source.group_by: return idx % world_size
+    key = str(row.get(source.columns[source.group_by]))
+    return zlib.crc32(key.encode('utf-8', 'surrogatepass')) % world_size
+
+def _in_group_order(docs: Iterator[Document], key: str) -> Iterator[Document]:
+    "This task's documents sorted by (`key`, path); documents with equal keys keep their order."
+    yield from sorted(docs, key=lambda d: (str(d.metadata.get(key)), str(d.metadata.get('path') or '')))
+
 
 # %% ../nbs/01_data.ipynb #1e75807f
 class _QualityFilter(BaseFilter):
@@ -710,18 +730,15 @@ def _strip_metadata(data: DocumentsPipeline, rank: int = 0, world_size: int = 1)
         yield doc
 
 def make_executor(cfg: ExecutorConfig, pipeline: list, tasks: int, logging_dir: str, depends=None, job_name: str = 'data'):
-    "A datatrove executor for one stage: local (default), slurm or ray."
+    "A datatrove executor for one stage: local (default), slurm or ray; it skips the tasks completed under `logging_dir`."
     if cfg.kind == 'local':
-        from datatrove.executor import LocalPipelineExecutor
         return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(cfg.workers, tasks), logging_dir=logging_dir,
-                                     skip_completed=False, depends=depends)
+                                     skip_completed=True, depends=depends)
     if cfg.kind == 'slurm':
-        from datatrove.executor import SlurmPipelineExecutor
         return SlurmPipelineExecutor(pipeline, tasks=tasks, time=cfg.time, partition=cfg.partition,
                                      cpus_per_task=cfg.cpus_per_task, mem_per_cpu_gb=cfg.mem_per_cpu_gb,
                                      job_name=job_name, logging_dir=logging_dir, depends=depends,
                                      sbatch_args=cfg.sbatch_args or None, venv_path=cfg.venv_path)
-    from datatrove.executor import RayPipelineExecutor
     return RayPipelineExecutor(pipeline, tasks=tasks, workers=cfg.workers, logging_dir=logging_dir, depends=depends,
                                cpus_per_task=cfg.cpus_per_task, mem_per_cpu_gb=cfg.mem_per_cpu_gb)
 
@@ -761,16 +778,19 @@ def corpus_stages(mix: MixtureConfig, out_dir) -> list[tuple[str, list, int]]:
     if mix.decontamination.enabled:
         final.append(Decontaminate(mix.decontamination, str(w / 'decont'), str(excl / 'decontamination')))
     final += [_strip_metadata, JsonlWriter(str(out / 'corpus'), output_filename='${rank}.jsonl.gz')]
-    stages.append(('final', final, T))
+    stages += [('final', final, T), ('manifest', [FinalizeCorpus(mix, str(out))], 1)]
     return stages
 
 # %% ../nbs/01_data.ipynb #792e32fb
+def iter_shard(path) -> Iterator[dict]:
+    "The records of one corpus shard, in order."
+    with gzip.open(path, 'rt', encoding='utf-8') as fh:
+        for line in fh:
+            if line.strip(): yield json.loads(line)
+
 def iter_documents(corpus_dir) -> Iterator[dict]:
     "The records (`text`, `id`, `metadata`) of a built corpus, shard by shard in name order."
-    for f in sorted(Path(corpus_dir).glob('*.jsonl.gz')):
-        with gzip.open(f, 'rt', encoding='utf-8') as fh:
-            for line in fh:
-                if line.strip(): yield json.loads(line)
+    for f in sorted(Path(corpus_dir).glob('*.jsonl.gz')): yield from iter_shard(f)
 
 def _count_excluded(folder: Path) -> dict[str, Counter]:
     out = defaultdict(Counter)
@@ -796,12 +816,14 @@ def finalize_corpus(mix: MixtureConfig, out_dir, timings: dict | None = None) ->
         for reason, n in c.items(): per[src]['filters'][reason] = n
     for key in ('exact_dedup', 'near_dedup', 'decontamination'):
         for src, c in _count_excluded(w / 'excluded' / key).items(): per[src][key] = sum(c.values())
-    hashes, langs = defaultdict(list), defaultdict(Counter)
-    for rec in iter_documents(out / 'corpus'):
-        src = rec['metadata']['source']; p = per[src]
-        b = rec['text'].encode('utf-8', 'surrogatepass')
-        p['docs_kept'] += 1; p['bytes_kept'] += len(b); langs[src][rec['metadata'].get('language')] += 1
-        hashes[src].append((rec['id'], hashlib.sha256(b).hexdigest()))
+    hashes, langs, shards = defaultdict(list), defaultdict(Counter), []
+    for f in sorted((out / 'corpus').glob('*.jsonl.gz')):
+        shards.append(dict(file=f.name, docs=0))
+        for rec in iter_shard(f):
+            src = rec['metadata']['source']; p = per[src]
+            b = rec['text'].encode('utf-8', 'surrogatepass')
+            p['docs_kept'] += 1; p['bytes_kept'] += len(b); langs[src][rec['metadata'].get('language')] += 1
+            hashes[src].append((rec['id'], hashlib.sha256(b).hexdigest())); shards[-1]['docs'] += 1
     total = hashlib.sha256()
     for src, p in per.items():
         h = hashlib.sha256()
@@ -819,7 +841,7 @@ def finalize_corpus(mix: MixtureConfig, out_dir, timings: dict | None = None) ->
     mc = minhash_config(mix.dedup)
     manifest = dict(
         mixture=mix.name, config_hash=mix.hash(), config=mix.to_dict(), weights=weights, domain_split=mix.domain_split(),
-        sources=per, content_sha256=total.hexdigest(),
+        sources=per, content_sha256=total.hexdigest(), shards=shards,
         totals={k: sum(p[k] for p in per.values()) for k in ('docs_in', 'bytes_in', 'docs_kept', 'bytes_kept',
                                                               'exact_dedup', 'near_dedup', 'decontamination')},
         near_dedup=dict(threshold=mix.dedup.threshold, bands=mc.num_buckets, rows=mc.hashes_per_bucket,
@@ -844,36 +866,109 @@ def manifest_markdown(manifest: dict) -> str:
         f"{sum(n(p[c]) for p in manifest['sources'].values()):,}" for c, _ in cols) + ' |')
     return '\n'.join(rows)
 
-def build_corpus(mixture, out_dir, *, overwrite: bool = True, quiet: bool = True) -> dict:
-    "Read, filter, deduplicate and decontaminate `mixture` into `out_dir/corpus/`; return the manifest."
-    mix, out = load_mixture(mixture), Path(out_dir)
-    if overwrite:
-        for sub in ('work', 'corpus'): shutil.rmtree(out / sub, ignore_errors=True)
-        (out / 'contamination_report.jsonl').unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    stages = corpus_stages(mix, out)
-    if mix.executor.kind != 'local':  # chain the cluster jobs; finalize_corpus() once they are done
-        prev = None
-        for name, pipe, tasks in stages:
-            prev = make_executor(mix.executor, pipe, tasks, str(out / 'work' / 'logs' / name), depends=prev, job_name=name)
-        prev.run()
-        return dict(submitted=[s[0] for s in stages], executor=mix.executor.kind)
+
+# %% ../nbs/01_data.ipynb #d305b388
+class FinalizeCorpus(PipelineStep):
+    "The last stage of a build (one task): `finalize_corpus`, with the timings in `work/timings.json`."
+    type, name = '📋 - MANIFEST', 'finalize corpus'
+    def __init__(self, mix: MixtureConfig, out_dir: str):
+        super().__init__()
+        self.mix, self.out_dir = mix, out_dir
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        tf = Path(self.out_dir) / 'work' / 'timings.json'
+        finalize_corpus(self.mix, self.out_dir, json.loads(tf.read_text()) if tf.exists() else None)
+        return iter(())
+
+def _submit_slurm(stages: list, cfg: ExecutorConfig, logs: Path) -> dict:
+    "Submit the stages as dependent Slurm job arrays; their job ids by stage (-1: nothing left to run)."
+    exes, prev = [], None
+    for name, pipe, tasks in stages:
+        prev = make_executor(cfg, pipe, tasks, str(logs / name), depends=prev, job_name=name)
+        exes.append((name, prev))
+    prev.run()   # launches the chain: every job waits for the one before
+    return {name: ex.job_id for name, ex in exes}
+
+def wait_for_slurm(job_ids, poll: float = 3.0, timeout: float | None = None):
+    "Block until the Slurm jobs `job_ids` have left the queue; a dependency that can never be met is an error."
+    ids, t0 = ','.join(str(j) for j in job_ids if j not in (None, -1)), time.time()
+    while ids:
+        q = subprocess.run(['squeue', '-h', '-j', ids, '-o', '%i %T %r'], capture_output=True, text=True).stdout.strip()
+        if not q: return
+        if 'DependencyNeverSatisfied' in q: raise RuntimeError(f"a Slurm job of the build failed; waiting jobs: {q}")
+        if timeout is not None and time.time() - t0 > timeout: raise TimeoutError(f"Slurm jobs still queued: {q}")
+        time.sleep(poll)
+
+
+# %% ../nbs/01_data.ipynb #49e6d1c4
+def _update_timings(path: Path, new: dict):
+    old = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps(old | new, indent=1))
+
+def run_stages(stages: list,               # (name, datatrove pipeline, tasks), in order
+               cfg: ExecutorConfig,        # where they run
+               logs_dir,                   # one logging folder (with its completions) per stage under it
+               *, quiet: bool = True,      # keep datatrove's per-task logging in the log files only
+               timings_file=None) -> dict: # json file the wall times of the stages that ran are merged into
+    "Run the stages in order; local/ray: wait for each, slurm: submit dependent jobs. Returns timings or job ids."
     import contextlib, sys
     from loguru import logger
+    logs = Path(logs_dir)
+    if cfg.kind == 'slurm': return dict(job_ids=_submit_slurm(stages, cfg, logs))
     timings, buf = {}, io.StringIO()
-    bar = tqdm(stages, desc=f"build {mix.name}", file=sys.stderr)
+    bar = tqdm(stages, desc='stages', file=sys.stderr)
     try:
         for name, pipe, tasks in bar:
             bar.set_postfix_str(name)
-            t0 = time.perf_counter()
-            # datatrove logs every task to stderr (and to work/logs/); `quiet` keeps only the log files
-            with contextlib.redirect_stderr(buf) if quiet else contextlib.nullcontext():
-                make_executor(mix.executor, pipe, tasks, str(out / 'work' / 'logs' / name), job_name=name).run()
+            ex, t0 = make_executor(cfg, pipe, tasks, str(logs / name), job_name=name), time.perf_counter()
+            if not ex.get_incomplete_ranks(range(tasks)): continue       # finished in an earlier run
+            with contextlib.redirect_stderr(buf) if quiet else contextlib.nullcontext(): ex.run()
+            if left := ex.get_incomplete_ranks(range(tasks)):
+                raise RuntimeError(f"stage '{name}': tasks {left} did not complete; logs in {logs / name}")
             timings[name] = round(time.perf_counter() - t0, 3)
+            if timings_file: _update_timings(Path(timings_file), {name: timings[name]})
     except Exception:
         if quiet: print(buf.getvalue()[-5000:], file=sys.stderr)
         raise
     finally:
         bar.close()
         logger.remove(); logger.add(sys.stderr, level='INFO')
-    return finalize_corpus(mix, out, timings)
+    return dict(timings=timings)
+
+
+# %% ../nbs/01_data.ipynb #8e499d1a
+def _work_key(mix: MixtureConfig) -> str:
+    "What decides the corpus bytes: the mixture, less the executor settings that only place the work."
+    d = mix.to_dict()
+    d['executor'] = dict(tasks=d['executor']['tasks'])
+    return json_hash(d)
+
+def _prepare_work(mix: MixtureConfig, out: Path, overwrite: bool) -> bool:
+    "Keep `work/` of an earlier build of the same mixture (True: resume); otherwise start clean."
+    kf = out / 'work' / 'build.json'
+    same = not overwrite and kf.exists() and json.loads(kf.read_text()).get('key') == _work_key(mix)
+    if not same:
+        for sub in ('work', 'corpus'): shutil.rmtree(out / sub, ignore_errors=True)
+        (out / 'contamination_report.jsonl').unlink(missing_ok=True)
+    shutil.rmtree(out / 'work' / 'logs' / 'manifest' / 'completions', ignore_errors=True)  # always recount
+    kf.parent.mkdir(parents=True, exist_ok=True)
+    kf.write_text(json.dumps(dict(key=_work_key(mix), mixture=mix.name)))
+    return same
+
+def build_corpus(mixture,                      # a preset name, a mixture YAML path or a `MixtureConfig`
+                 out_dir,                      # corpus/, work/ and the contamination report go here
+                 *, overwrite: bool = False,   # start clean even when `work/` holds a build of the same mixture
+                 quiet: bool = True,           # datatrove's task logs to the log files only
+                 wait: bool = True,            # slurm: wait for the jobs (else return their ids at once)
+                ) -> dict:
+    "Read, filter, deduplicate and decontaminate `mixture` into `out_dir/corpus/` (resuming when it can); the manifest."
+    mix, out = load_mixture(mixture), Path(out_dir)
+    resumed = _prepare_work(mix, out, overwrite)
+    log_dir, mf = out / 'work' / 'logs', out / 'corpus' / 'manifest.json'
+    res = run_stages(corpus_stages(mix, out), mix.executor, log_dir, quiet=quiet, timings_file=out / 'work' / 'timings.json')
+    if mix.executor.kind == 'slurm':
+        if not wait: return dict(res, resumed=resumed, manifest=str(mf))
+        wait_for_slurm(res['job_ids'].values())
+    if not mf.exists(): raise RuntimeError(f"the build of '{mix.name}' ended without {mf}; see the logs in {log_dir}")
+    return json.loads(mf.read_text())
+

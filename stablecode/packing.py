@@ -13,17 +13,18 @@ from typing import Any, Iterable, Iterator, Literal
 import numpy as np
 import yaml
 from tqdm.auto import tqdm
+from datatrove.pipeline.base import PipelineStep
 from .config import ConfigError, Presets, YamlConfig, json_hash
-from .data import build_corpus, iter_documents, load_mixture
+from .data import ExecutorConfig, build_corpus, iter_documents, iter_shard, load_mixture, run_stages, wait_for_slurm
 from .fim import fim_split, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX
 from .tokenizer import TokenizerConfig, build_tokenizer, load_tokenizer, special_ids, vocab_hash, EOT
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DATA_PRESETS', 'STREAMS_FILE', 'PackConfig', 'ShardWriter', 'DocEncoder', 'pack_documents', 'PackedDataset',
-           'Loader', 'DataBuildConfig', 'mixture_hash', 'corpus_weights', 'corpus_hash', 'pack_streams', 'stream_dir',
-           'build', 'cli']
+__all__ = ['log', 'DATA_PRESETS', 'STREAMS_FILE', 'PackConfig', 'ShardWriter', 'DocEncoder', 'pack_documents', 'corpus_shards',
+           'PackTask', 'MergePacked', 'pack_corpus', 'PackedDataset', 'Loader', 'DataBuildConfig', 'mixture_hash',
+           'corpus_weights', 'corpus_hash', 'pack_streams', 'stream_dir', 'build', 'cli']
 
 # %% ../nbs/04_packing.ipynb #13e843a7
 @dataclass
@@ -49,23 +50,31 @@ class PackConfig(YamlConfig):
             log.info("fim_scope='file' without group_by: every document is one file, same as 'document'")
 
 # %% ../nbs/04_packing.ipynb #db32d173
-def _group_documents(docs: Iterable[dict], key: str | None, max_chars: int) -> Iterator[tuple[dict, list | None]]:
-    "Yield (record, file spans): records unchanged when `key` is None, else consecutive same-`key` records joined."
+def _group_key(d: dict, key: str | None):
+    "What a record groups by: (source, value of `key`); None (a group of its own) when `key` is unset or missing."
+    v = (d.get('metadata') or {}).get(key) if key else None
+    return None if v is None or v == '' else (_source_of(d), v)
+
+def _indexed_groups(docs: Iterable[tuple[int, dict]], key: str | None, max_chars: int) -> Iterator[tuple[int, dict, list | None]]:
+    "(index of the first record, record, file spans) of (index, record) pairs, consecutive same-group records joined."
     if key is None:
-        for d in docs: yield d, None
+        for i, d in docs: yield i, d, None
         return
-    cur, spans, parts, n = None, [], [], 0
-    def flush():
-        rec = dict(cur, text=''.join(parts), id=f"{cur.get('id', '')}+{len(spans) - 1}")
-        return rec, list(spans)
-    for d in docs:
-        k = (d.get('metadata') or {}).get(key)
+    cur, first, ck, spans, parts, n = None, 0, None, [], [], 0
+    def flush(): return first, dict(cur, text=''.join(parts), id=f"{cur.get('id', '')}+{len(spans) - 1}"), list(spans)
+    for i, d in docs:
+        k = _group_key(d, key)
         t = d['text'] if d['text'].endswith('\n') or not d['text'] else d['text'] + '\n'
-        if cur is not None and (k != (cur.get('metadata') or {}).get(key) or n + len(t) > max_chars):
+        if cur is not None and (k is None or k != ck or n + len(t) > max_chars):
             yield flush(); cur, spans, parts, n = None, [], [], 0
-        if cur is None: cur = d
+        if cur is None: cur, first, ck = d, i, k
         spans.append((n, n + len(t))); parts.append(t); n += len(t)
     if cur is not None: yield flush()
+
+def _group_documents(docs: Iterable[dict], key: str | None, max_chars: int) -> Iterator[tuple[dict, list | None]]:
+    "Yield (record, file spans): records unchanged when `key` is None, else consecutive same-`key` records joined."
+    for _, d, spans in _indexed_groups(enumerate(docs), key, max_chars): yield d, spans
+
 
 # %% ../nbs/04_packing.ipynb #ee159872
 def _safe_name(s: str) -> str: return re.sub(r'[^A-Za-z0-9._-]+', '_', str(s)) or 'source'
@@ -159,6 +168,21 @@ class DocEncoder:
 # %% ../nbs/04_packing.ipynb #94ec58e2
 def _source_of(d: dict) -> str: return str((d.get('metadata') or {}).get('source') or d.get('source') or 'default')
 
+def _packed_manifest(cfg: PackConfig, vocab: int, dtype, sources: dict, weights: dict | None, seconds: float,
+                     extra: dict | None) -> dict:
+    "The packed manifest: the config, and per source its directory, weight, tokens, sequences and documents."
+    if weights is None: weights = {s: float(i['n_tokens']) for s, i in sources.items()}
+    missing = [s for s in sources if s not in weights]
+    if missing: raise ValueError(f"no mixture weight for sources {missing} (weights given for {sorted(weights)})")
+    empty = [s for s in weights if s not in sources]
+    if empty: log.warning(f"sources {empty} have a mixture weight but no documents; the others are renormalized")
+    tot, ntok = sum(weights[s] for s in sources), sum(i['n_tokens'] for i in sources.values())
+    return dict(pack_config=cfg.to_dict(), pack_hash=cfg.hash(), vocab_size=vocab, dtype=np.dtype(dtype).name,
+                seconds=round(seconds, 3), tokens_per_s=round(ntok / max(seconds, 1e-9)),
+                sources={s: dict(dir=_safe_name(s), weight=weights[s] / tot, tokens=i['n_tokens'], seqs=i['n_seqs'],
+                                 docs=i['n_docs'], fim_docs=i['n_fim_docs']) for s, i in sources.items()},
+                **(extra or {}))
+
 def pack_documents(docs: Iterable[dict],          # records with `text` and `metadata.source`
                    tok,                            # a transformers tokenizer with the special tokens
                    cfg: PackConfig,                # sequence length, FIM settings
@@ -178,7 +202,7 @@ def pack_documents(docs: Iterable[dict],          # records with `text` and `met
     writers: dict[str, ShardWriter] = {}
     t0, ntok = time.time(), 0
     bar = tqdm(total=total, desc='pack', unit='doc', mininterval=1.0)
-    grouped = _group_documents(docs, cfg.group_by, cfg.group_chars or 4 * cfg.seq_len)
+    grouped = _indexed_groups(enumerate(docs), cfg.group_by, cfg.group_chars or 4 * cfg.seq_len)
     batch: list = []
     def run(batch):
         nonlocal ntok
@@ -187,7 +211,7 @@ def pack_documents(docs: Iterable[dict],          # records with `text` and `met
                 writers[src] = ShardWriter(tmp / _safe_name(src), cfg.seq_len, cfg.shard_tokens, dtype, enc.eot)
             writers[src].add(ids, fim); ntok += len(ids)
         bar.update(len(batch)); bar.set_postfix(tok_s=f"{ntok / max(time.time() - t0, 1e-9):,.0f}")
-    for i, (d, spans) in enumerate(grouped):
+    for i, d, spans in grouped:
         if not isinstance(d.get('text'), str): raise ValueError(f"document {d.get('id', i)!r} has no text field")
         batch.append((_source_of(d), (i, d['text'], spans)))
         if len(batch) >= cfg.batch_docs: run(batch); batch = []
@@ -196,23 +220,167 @@ def pack_documents(docs: Iterable[dict],          # records with `text` and `met
     if not writers: raise ValueError("pack_documents: the corpus has no documents")
     sources = {s: w.close(s) for s, w in sorted(writers.items())}
     dt = time.time() - t0
-    if weights is None: weights = {s: float(i['n_tokens']) for s, i in sources.items()}
-    missing = [s for s in sources if s not in weights]
-    if missing: raise ValueError(f"no mixture weight for sources {missing} (weights given for {sorted(weights)})")
-    empty = [s for s in weights if s not in sources]
-    if empty: log.warning(f"sources {empty} have a mixture weight but no documents; the others are renormalized")
-    tot = sum(weights[s] for s in sources)
-    man = dict(pack_config=cfg.to_dict(), pack_hash=cfg.hash(), vocab_size=vocab, dtype=np.dtype(dtype).name,
-               seconds=round(dt, 3), tokens_per_s=round(ntok / max(dt, 1e-9)),
-               sources={s: dict(dir=_safe_name(s), weight=weights[s] / tot, tokens=i['n_tokens'], seqs=i['n_seqs'],
-                                docs=i['n_docs'], fim_docs=i['n_fim_docs']) for s, i in sources.items()},
-               **(extra or {}))
+    man = _packed_manifest(cfg, vocab, dtype, sources, weights, dt, extra)
     (tmp / 'manifest.json').write_text(json.dumps(man, indent=1))
     if out.exists(): shutil.rmtree(out)
     tmp.rename(out)
     log.info(f"packed {ntok:,} tokens from {sum(i['n_docs'] for i in sources.values()):,} documents "
              f"in {dt:.1f}s ({ntok / max(dt, 1e-9):,.0f} tokens/s)")
     return man
+
+# %% ../nbs/04_packing.ipynb #a00c26c5
+def corpus_shards(corpus_dir) -> list[tuple[str, int]]:
+    "(file, documents) of every corpus shard in order: the corpus manifest's `shards`, counted when it has none."
+    mf = Path(corpus_dir) / 'manifest.json'
+    man = json.loads(mf.read_text()) if mf.exists() else {}
+    if 'shards' in man: return [(s['file'], int(s['docs'])) for s in man['shards']]
+    return [(f.name, sum(1 for _ in iter_shard(f))) for f in sorted(Path(corpus_dir).glob('*.jsonl.gz'))]
+
+def _docs_from(corpus_dir, shards: list, start: int) -> Iterator[tuple[int, dict]]:
+    "(corpus index, record) from document `start` on, opening only the shards that hold it."
+    base = 0
+    for name, n in shards:
+        if base + n > start:
+            for k, rec in enumerate(iter_shard(Path(corpus_dir) / name)):
+                if base + k >= start: yield base + k, rec
+        base += n
+
+def _owned_docs(docs: Iterator[tuple[int, dict]], start: int, end: int, key: str | None) -> Iterator[tuple[int, dict]]:
+    "The records a task packs: the runs of one group that start in [start, end) (`docs` begins at `start - 1`)."
+    prev, skipping = None, True
+    for i, d in docs:
+        k = _group_key(d, key)
+        cont, prev = k is not None and k == prev, k
+        if i < start or (skipping and cont): continue
+        skipping = False
+        if i >= end and not cont: return
+        yield i, d
+
+
+# %% ../nbs/04_packing.ipynb #f845a136
+class _PartWriter:
+    "One task's unpadded token stream of one source: `part_RANK.bin`, its document starts and its checksum."
+    def __init__(self, d: Path, source: str, rank: int, dtype):
+        d.mkdir(parents=True, exist_ok=True)
+        self.d, self.source, self.name, self.dtype = d, source, f"part_{rank:05d}", np.dtype(dtype)
+        self.f, self.h, self.starts, self.n, self.n_fim = open(d / f"{self.name}.bin", 'wb'), hashlib.sha256(), [], 0, 0
+
+    def add(self, ids: np.ndarray, fim: bool):
+        b = ids.astype(self.dtype).tobytes()
+        self.f.write(b); self.h.update(b)
+        self.starts.append(self.n); self.n += len(ids); self.n_fim += bool(fim)
+
+    def close(self):
+        self.f.close()
+        np.save(self.d / f"{self.name}.starts.npy", np.asarray(self.starts, dtype=np.int64))
+        (self.d / f"{self.name}.json").write_text(json.dumps(dict(
+            source=self.source, file=f"{self.name}.bin", n_tokens=self.n, n_docs=len(self.starts), n_fim_docs=self.n_fim,
+            sha256=self.h.hexdigest()[:16])))
+
+class PackTask(PipelineStep):
+    "Task `rank` of `world_size`: tokenizes (with FIM) and appends its documents to its own token parts."
+    type, name = '📦 - PACK', 'pack documents'
+    def __init__(self, corpus_dir: str, tok, cfg: PackConfig, work_dir: str):
+        super().__init__()
+        self.corpus_dir, self.tok, self.cfg, self.work_dir = corpus_dir, tok, cfg, work_dir
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        c, shards = self.cfg, corpus_shards(self.corpus_dir)
+        n = sum(k for _, k in shards)
+        a, b = rank * n // world_size, (rank + 1) * n // world_size
+        docs = _owned_docs(_docs_from(self.corpus_dir, shards, max(a - 1, 0)), a, b, c.group_by)
+        groups = _indexed_groups(docs, c.group_by, c.group_chars or 4 * c.seq_len)
+        enc, writers = DocEncoder(self.tok, c), {}
+        dtype = np.uint16 if len(self.tok) <= 1 << 16 else np.uint32
+        for chunk in _chunks(tqdm(groups, desc=f"pack task {rank}", unit='doc', mininterval=1.0), c.batch_docs):
+            for (i, d, _), (ids, fim) in zip(chunk, enc([(i, d['text'], sp) for i, d, sp in chunk])):
+                s = _source_of(d)
+                if s not in writers: writers[s] = _PartWriter(Path(self.work_dir) / _safe_name(s), s, rank, dtype)
+                writers[s].add(ids, fim); self.stat_update('tokens', value=len(ids))
+        for w in writers.values(): w.close()
+        return iter(())
+
+def _chunks(it: Iterable, n: int) -> Iterator[list]:
+    batch = []
+    for i, d, sp in it:
+        if not isinstance(d.get('text'), str): raise ValueError(f"document {d.get('id', i)!r} has no text field")
+        batch.append((i, d, sp))
+        if len(batch) >= n: yield batch; batch = []
+    if batch: yield batch
+
+
+# %% ../nbs/04_packing.ipynb #c3d0c850
+def _merge_source(d: Path, seq_len: int, pad_id: int, dtype: str) -> dict:
+    "Index the parts of one source in task order: their files, and the document starts over their concatenation."
+    metas = [json.loads(p.read_text()) for p in sorted(d.glob('part_*.json'))]
+    starts, off = [], 0
+    for m in metas:
+        starts.append(np.load(d / m['file'].replace('.bin', '.starts.npy')) + off); off += m['n_tokens']
+    np.save(d / 'doc_starts.npy', np.concatenate(starts))
+    idx = dict(source=metas[0]['source'], seq_len=seq_len, dtype=dtype, n_tokens=off, n_seqs=-(-off // seq_len),
+               n_docs=sum(m['n_docs'] for m in metas), n_fim_docs=sum(m['n_fim_docs'] for m in metas), pad_id=pad_id,
+               layout='stream', shards=[dict(file=m['file'], n_tokens=m['n_tokens'], sha256=m['sha256']) for m in metas])
+    (d / 'index.json').write_text(json.dumps(idx, indent=1))
+    return idx
+
+class MergePacked(PipelineStep):
+    "The last packing task: one index per source, the manifest, then the work directory becomes `out_dir`."
+    type, name = '📦 - PACK', 'merge packed parts'
+    def __init__(self, work_dir: str, out_dir: str, cfg: PackConfig, vocab: int, pad_id: int,
+                 weights: dict | None, extra: dict, t0: float):
+        super().__init__()
+        self.work_dir, self.out_dir, self.cfg, self.vocab, self.pad_id = work_dir, out_dir, cfg, vocab, pad_id
+        self.weights, self.extra, self.t0 = weights, extra, t0
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        work, out = Path(self.work_dir), Path(self.out_dir)
+        dtype = np.dtype(np.uint16 if self.vocab <= 1 << 16 else np.uint32)
+        idx = {}
+        for d in sorted(p for p in work.iterdir() if p.is_dir() and any(p.glob('part_*.json'))):
+            i = _merge_source(d, self.cfg.seq_len, self.pad_id, dtype.name); idx[i['source']] = i
+        if not idx: raise ValueError(f"pack_corpus: the corpus has no documents ({work})")
+        man = _packed_manifest(self.cfg, self.vocab, dtype, dict(sorted(idx.items())), self.weights,
+                               time.time() - self.t0, self.extra)
+        (work / 'manifest.json').write_text(json.dumps(man, indent=1))
+        if out.exists(): shutil.rmtree(out)
+        work.rename(out)
+        return iter(())
+
+
+# %% ../nbs/04_packing.ipynb #bbec5f93
+def pack_corpus(corpus_dir,                            # a built corpus (`stablecode.data.build_corpus`)
+                tok,                                   # a transformers tokenizer with the special tokens
+                cfg: PackConfig,                       # sequence length, FIM settings
+                out_dir,                               # the packed directory to (re)write
+                *, tasks: int = 1,                     # parallel packing tasks (the result does not depend on it)
+                executor: ExecutorConfig | None = None,  # where the tasks run (default: local, in this process)
+                weights: dict[str, float] | None = None, # mixture weights (default: the corpus manifest's)
+                extra: dict | None = None,             # extra manifest fields (hashes of inputs)
+                wait: bool = True,                     # slurm: wait for the jobs (else return their ids)
+               ) -> dict:
+    "Tokenize, FIM and pack a built corpus with `tasks` datatrove tasks, resuming an interrupted run; the manifest."
+    if tasks < 1: raise ValueError(f"pack_corpus: tasks must be >= 1, got {tasks}")
+    corpus, out, ex = Path(corpus_dir), Path(out_dir), executor or ExecutorConfig()
+    cm = corpus / 'manifest.json'
+    weights = weights or (corpus_weights(json.loads(cm.read_text())) if cm.exists() else None)
+    work, logs = out.with_name(out.name + '.tmp'), out.with_name(out.name + '.logs')
+    key = json_hash(dict(pack=cfg.to_dict(), tasks=tasks, shards=corpus_shards(corpus), vocab=vocab_hash(tok),
+                         corpus=json.loads(cm.read_text()).get('content_sha256') if cm.exists() else None, weights=weights))
+    extra = dict(extra or {}, pack_job=key, pack_tasks=tasks)
+    done = json.loads((out / 'manifest.json').read_text()) if (out / 'manifest.json').exists() else {}
+    if done.get('pack_job') == key and done == {**done, **extra}: return done
+    kf = logs / 'job.json'
+    if not kf.exists() or json.loads(kf.read_text()).get('key') != key:   # new inputs: start clean
+        for p in (work, logs): shutil.rmtree(p, ignore_errors=True)
+    logs.mkdir(parents=True, exist_ok=True); work.mkdir(parents=True, exist_ok=True)
+    kf.write_text(json.dumps(dict(key=key))); shutil.rmtree(logs / 'merge' / 'completions', ignore_errors=True)
+    merge = MergePacked(str(work), str(out), cfg, len(tok), special_ids(tok)[EOT], weights, extra, time.time())
+    res = run_stages([('pack', [PackTask(str(corpus), tok, cfg, str(work))], tasks), ('merge', [merge], 1)], ex, logs)
+    if ex.kind == 'slurm':
+        if not wait: return res
+        wait_for_slurm(res['job_ids'].values())
+    return json.loads((out / 'manifest.json').read_text())
+
 
 # %% ../nbs/04_packing.ipynb #77c48184
 class PackedDataset:
@@ -229,17 +397,33 @@ class PackedDataset:
             d = self.dir / self.manifest['sources'][s]['dir']
             idx = json.loads((d / 'index.json').read_text())
             self.index[s] = idx
-            self.maps[s] = [np.memmap(d / sh['file'], dtype=idx['dtype'], mode='r').reshape(-1, self.seq_len)
-                            for sh in idx['shards']]
-            self._cum[s] = np.cumsum([0] + [sh['n_seqs'] for sh in idx['shards']])
+            if idx.get('layout') == 'stream':   # `pack_corpus`: unpadded parts, cumulative token offsets
+                parts = [sh for sh in idx['shards'] if sh['n_tokens']]
+                self.maps[s] = [np.memmap(d / sh['file'], dtype=idx['dtype'], mode='r') for sh in parts]
+                self._cum[s] = np.cumsum([0] + [sh['n_tokens'] for sh in parts])
+            else:                               # `pack_documents`: whole sequences per shard
+                self.maps[s] = [np.memmap(d / sh['file'], dtype=idx['dtype'], mode='r').reshape(-1, self.seq_len)
+                                for sh in idx['shards']]
+                self._cum[s] = np.cumsum([0] + [sh['n_seqs'] for sh in idx['shards']])
             self.doc_starts[s] = np.load(d / 'doc_starts.npy')
 
     def n_seqs(self, source: str) -> int: return int(self.index[source]['n_seqs'])
 
     def tokens(self, source: str, i: int) -> np.ndarray:
-        "Token ids of sequence `i` of `source` (a view into the memory map)."
-        k = int(np.searchsorted(self._cum[source], i, side='right')) - 1
-        return self.maps[source][k][i - self._cum[source][k]]
+        "Token ids of sequence `i` of `source` (a view into the memory map, or a copy joined across parts)."
+        cum, idx = self._cum[source], self.index[source]
+        if idx.get('layout') == 'stream':
+            L = self.seq_len
+            lo, hi = i * L, min((i + 1) * L, int(cum[-1]))
+            out, at = np.full(L, idx['pad_id'], dtype=idx['dtype']), lo
+            k = int(np.searchsorted(cum, lo, side='right')) - 1
+            while at < hi:
+                take = min(hi, int(cum[k + 1])) - at
+                out[at - lo:at - lo + take] = self.maps[source][k][at - cum[k]:at - cum[k] + take]
+                at, k = at + take, k + 1
+            return out
+        k = int(np.searchsorted(cum, i, side='right')) - 1
+        return self.maps[source][k][i - cum[k]]
 
     def sequence(self, source: str, i: int) -> dict:
         "Tokens, positions, document ids and real-token count of sequence `i` of `source`."
@@ -361,11 +545,13 @@ class DataBuildConfig(YamlConfig):
     "The tokenizer and the packed streams of a data build: one stream for each packing a training stage reads."
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     packs: dict[str, PackConfig] = field(default_factory=lambda: {'default': PackConfig()})  # stream name -> packing
+    pack_tasks: int = 1                 # parallel packing tasks per stream (on the mixture's executor; same result for any)
 
     def validate(self):
         if not self.packs: raise ConfigError("DataBuildConfig: 'packs' is empty; name at least one packed stream")
         bad = [n for n in self.packs if not re.fullmatch(r'[A-Za-z0-9_.\-]+', n)]
         if bad: raise ConfigError(f"DataBuildConfig: stream name {bad[0]!r} may only use letters, digits, _ . -")
+        if self.pack_tasks < 1: raise ConfigError(f"DataBuildConfig: 'pack_tasks' must be >= 1, got {self.pack_tasks}")
 
     def with_packs(self, overrides: dict[str, dict] | None) -> DataBuildConfig:
         "A copy whose streams are updated field by field from `{stream: {field: value}}` (a run YAML's `packs`)."
@@ -378,12 +564,12 @@ class DataBuildConfig(YamlConfig):
 _FIM = dict(fim_rate=0.5, spm_rate=0.5)           # StarCoder's FIM defaults; the report states neither rate
 DATA_PRESETS = Presets('data', DataBuildConfig, {
     # the tiny run's two training streams: short sequences with FIM, then long ones with FIM inside each file
-    'tiny': dict(tokenizer=dict(kind='train', vocab_size=4096),
+    'tiny': dict(tokenizer=dict(kind='train', vocab_size=4096), pack_tasks=2,
                  packs=dict(code=dict(seq_len=128, **_FIM),
                             long_context=dict(seq_len=512, fim_scope='file', group_by='source', **_FIM))),
     # Stable Code 3B: 4,096 tokens (StableCode alpha's first length; the report's is not stated), then 16,384 with
     # the files of one repository joined and FIM kept within a file
-    'stable-code-3b': dict(tokenizer=dict(kind='hub', name='stabilityai/stable-code-3b'),
+    'stable-code-3b': dict(tokenizer=dict(kind='hub', name='stabilityai/stable-code-3b'), pack_tasks=512,
                            packs=dict(code=dict(seq_len=4096, **_FIM),
                                       long_context=dict(seq_len=16_384, fim_scope='file', group_by='repository', **_FIM))),
 })
@@ -428,7 +614,10 @@ STREAMS_FILE = 'streams.json'    # in packed/: stream name -> the packed directo
 def pack_streams(data_dir,                        # the data directory: reads corpus/, writes packed/<pack hash>/
                  packs: dict[str, PackConfig],    # stream name -> packing
                  tok,                             # the tokenizer of the data build
-                 *, force: bool = False) -> dict[str, dict]:
+                 *, force: bool = False,          # pack again even when an identical packing exists
+                 tasks: int = 1,                  # parallel packing tasks (`pack_corpus`; the result does not depend on it)
+                 executor: ExecutorConfig | None = None,  # where the tasks run (default: locally)
+                ) -> dict[str, dict]:
     "Pack the corpus once per distinct packing; write `packed/streams.json`; returns each stream's packed manifest."
     data_dir = Path(data_dir)
     cmf = data_dir / 'corpus' / 'manifest.json'
@@ -441,8 +630,9 @@ def pack_streams(data_dir,                        # the data directory: reads co
         m = json.loads((d / 'manifest.json').read_text()) if (d / 'manifest.json').exists() else {}
         if force or m.get('pack_hash') != h or m.get('inputs') != inputs:
             log.info(f"packing stream {name!r} (seq_len {pc.seq_len}) into {d}")
-            m = pack_documents(iter_documents(data_dir / 'corpus'), tok, pc, d, weights=corpus_weights(cman),
-                               total=(cman.get('totals') or {}).get('docs_kept'), extra=dict(inputs=inputs))
+            if force: shutil.rmtree(d, ignore_errors=True)
+            m = pack_corpus(data_dir / 'corpus', tok, pc, d, tasks=tasks, executor=executor,
+                            weights=corpus_weights(cman), extra=dict(inputs=inputs))
         done[h] = m
     streams = {n: dict(dir=pc.hash(), pack_hash=pc.hash(), seq_len=pc.seq_len) for n, pc in packs.items()}
     (data_dir / 'packed' / STREAMS_FILE).write_text(json.dumps(streams, indent=1))
@@ -466,7 +656,7 @@ def _corpus_step(mixture, out: Path, force: bool) -> tuple[dict, bool]:
     if not force and cman is not None and cman.get('config_hash') == mhash:
         log.info(f"corpus in {out / 'corpus'} is current (mixture hash {mhash}); not rebuilt"); return cman, False
     log.info(f"building corpus in {out / 'corpus'}")
-    build_corpus(mixture, out)
+    build_corpus(mixture, out, overwrite=force)
     return json.loads(mf.read_text()), True
 
 def _tokenizer_step(cfg: TokenizerConfig, out: Path, cman: dict, force: bool) -> tuple[Any, dict]:
@@ -491,7 +681,7 @@ def build(mixture,                              # a preset name (`tiny`), a mixt
     cfg = cfg or DATA_PRESETS(name)
     cman, rebuilt = _corpus_step(mixture, out, force)
     tok, tmeta = _tokenizer_step(cfg.tokenizer, out, cman, force)
-    packed = pack_streams(out, cfg.packs, tok, force=force)
+    packed = pack_streams(out, cfg.packs, tok, force=force, tasks=cfg.pack_tasks, executor=load_mixture(mixture).executor)
     keys = ('docs_in', 'docs_kept', 'skipped', 'filters', 'exact_dedup', 'near_dedup', 'decontamination')
     per_source = {s: {k: p[k] for k in keys if k in p} for s, p in (cman.get('sources') or {}).items() if isinstance(p, dict)}
     streams = {n: dict(dir=f"packed/{m['pack_hash']}", seq_len=m['pack_config']['seq_len'],

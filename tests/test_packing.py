@@ -211,3 +211,69 @@ def test_hub_tokenizer_adds_missing_special_tokens(tmp_path):
     assert padded_vocab_size(len(tok)) % 64 == 0 and padded_vocab_size(len(tok)) >= len(tok)
     assert tok.apply_chat_template([dict(role='user', content='x')], tokenize=False) == '<|im_start|>user\nx<|im_end|>\n'
     with pytest.raises(ValueError, match='lacks special tokens'): hub_tokenizer(str(tmp_path / 'base'), add_missing=False)
+
+
+# ---------------------------------------------------------------- parallel packing (pack_corpus)
+
+def _corpus(d: Path, docs: list, shards: int) -> Path:
+    import gzip
+    d.mkdir(parents=True)
+    n = len(docs)
+    for k in range(shards):
+        with gzip.open(d / f"{k:05d}.jsonl.gz", 'wt', encoding='utf-8') as f:
+            f.writelines(json.dumps(x) + '\n' for x in docs[k * n // shards:(k + 1) * n // shards])
+    return d
+
+
+def _batches(packed, steps=12):
+    l = Loader(packed, 6, seed=2, torch_tensors=False)
+    return [l.batch_at(t) for t in range(steps)]
+
+
+def test_pack_corpus_same_samples_for_any_task_count_with_groups(tmp_path):
+    from stablecode.packing import pack_corpus
+    # repositories of 1-6 files, runs crossing shard and task boundaries, and a source without repositories
+    docs, k = [], 0
+    for r in range(30):
+        for j in range(1 + r % 6):
+            docs.append(dict(text=f"# repo {r} file {j}\ndef f_{k}(x):\n    return x * {k} + {r}\n", id=f"c{k}",
+                             metadata=dict(source='code', repository=f"org/r{r}", path=f"m{j}.py"))); k += 1
+        if r % 4 == 0: docs.append(dict(text=f"Note {r}: {r} + 1 = {r + 1}.\n", id=f"n{r}", metadata=dict(source='notes')))
+    tok = train_tokenizer((x['text'] for x in docs * 3), vocab_size=320)
+    cfg = PackConfig(seq_len=48, group_by='repository', fim_scope='file', fim_rate=0.5, group_chars=250, seed=3)
+    corpus = _corpus(tmp_path / 'corpus', docs, 4)
+    ref = pack_documents(docs, tok, cfg, tmp_path / 'ref', weights=dict(code=0.7, notes=0.3))
+    want = _batches(tmp_path / 'ref')
+    for t in (1, 3, 7):
+        man = pack_corpus(corpus, tok, cfg, tmp_path / f"p{t}", tasks=t, weights=dict(code=0.7, notes=0.3))
+        assert {s: (v['tokens'], v['docs'], v['fim_docs']) for s, v in man['sources'].items()} == \
+               {s: (v['tokens'], v['docs'], v['fim_docs']) for s, v in ref['sources'].items()}, t
+        for a, b in zip(_batches(tmp_path / f"p{t}"), want):
+            assert (a['input_ids'] == b['input_ids']).all() and (a['document_ids'] == b['document_ids']).all(), t
+    assert ref['sources']['notes']['docs'] == 8                  # records without a repository stay single
+    assert ref['sources']['code']['docs'] > 30                   # long repositories are cut at group_chars
+
+
+def test_pack_corpus_resumes_after_a_failed_task(built, tmp_path, monkeypatch):
+    from stablecode import packing
+    _, docs, tok, _ = built
+    corpus = _corpus(tmp_path / 'corpus', docs, 3)
+    cfg = PackConfig(seq_len=128, seed=5)
+    real = packing.PackTask.run
+    ran = []
+    def flaky(self, data=None, rank=0, world_size=1):
+        ran.append(rank)
+        if rank == 2 and ran.count(2) == 1: raise RuntimeError('simulated crash of pack task 2')
+        return real(self, data, rank, world_size)
+    monkeypatch.setattr(packing.PackTask, 'run', flaky)
+    with pytest.raises(RuntimeError, match='simulated crash'):
+        packing.pack_corpus(corpus, tok, cfg, tmp_path / 'packed', tasks=3, weights=WEIGHTS)
+    assert not (tmp_path / 'packed').exists()
+    man = packing.pack_corpus(corpus, tok, cfg, tmp_path / 'packed', tasks=3, weights=WEIGHTS)
+    assert ran == [0, 1, 2, 2]                                   # only the failed task ran again
+    ref = pack_documents(docs, tok, cfg, tmp_path / 'ref', weights=WEIGHTS)
+    assert {s: v['tokens'] for s, v in man['sources'].items()} == {s: v['tokens'] for s, v in ref['sources'].items()}
+    for a, b in zip(_batches(tmp_path / 'packed'), _batches(tmp_path / 'ref')):
+        assert (a['input_ids'] == b['input_ids']).all() and a['sources'] == b['sources']
+    with pytest.raises(ValueError, match='tasks must be >= 1'):
+        packing.pack_corpus(corpus, tok, cfg, tmp_path / 'x', tasks=0)
