@@ -57,6 +57,7 @@ html_theme_options = {
     'announcement': '',
     'extra_footer': '',
 }
+html_context = {'default_mode': 'auto'}   # follows the reader's system setting until the switch is used
 html_static_path = ['_static']
 html_css_files = ['report.css']
 html_js_files = []

@@ -268,8 +268,7 @@ def write_results(run_dir: Path) -> str:
     stages = m.get('stages') or {}
     for name, st in stages.items():
         secs = st.get('seconds')
-        nb = Path(st.get('notebook') or '')
-        nb = nb if nb.is_file() else ROOT/'nbs'/nb.name
+        nb = ROOT/'nbs'/Path(st.get('notebook') or '').name      # the notebook this site renders
         now = hashlib.sha256(nb.read_bytes()).hexdigest() if nb.is_file() else None
         changed = 'unchanged' if now == st.get('notebook_sha256') else ('**edited** (re-run to refresh)' if now else 'missing')
         out.append(f"| {_stage_link(name, st)} | {st.get('status')} | {'' if secs is None else f'{secs:.1f}'} | "
@@ -362,7 +361,8 @@ def module_users(m: dict | None, run_dir: Path, module: str | None) -> list[str]
 
 
 def chapter_box(nb_path: Path, m: dict | None, run_dir: Path, stage: tuple[str, dict] | None,
-                added: list[tuple[str, str]], n_output_images: int, downloads: dict[str, str]) -> str:
+                added: list[tuple[str, str]], n_output_images: int, downloads: dict[str, str],
+                failed_at: str | None = None) -> str:
     "The 'What this chapter shows' box at the top of a chapter: the run's figures for it, or a plain statement that there are none."
     lines = [":::{admonition} What this chapter shows", ":class: chapter-box", ""]
     src = json.loads(nb_path.read_text())
@@ -375,6 +375,9 @@ def chapter_box(nb_path: Path, m: dict | None, run_dir: Path, stage: tuple[str, 
         lines += [f"This chapter is the **`{name}`** stage of the tiny run `{m.get('run')}`: the outputs below are that "
                   f"run's (status **{st.get('status')}**{f', {secs:.0f} s' if secs is not None else ''}, finished "
                   f"{_short_date(st.get('finished'))}, git `{git[:12] or 'unknown'}`).", ""]
+        if failed_at:
+            lines += [f"**The stage stopped with an error** in cell {failed_at}: <a href=\"#papermill-error-cell\">the "
+                      "failing cell</a> shows it, and the cells after it have no outputs.", ""]
         nbf = ROOT/'nbs'/nb_path.name
         if nbf.is_file() and hashlib.sha256(nbf.read_bytes()).hexdigest() != st.get('notebook_sha256'):
             lines += ["The notebook has been edited since this run: its prose may describe code the run did not "
@@ -412,8 +415,9 @@ def chapter_box(nb_path: Path, m: dict | None, run_dir: Path, stage: tuple[str, 
 
 
 def add_box(nb: dict, box: str):
-    "Insert the box after the chapter's title and abstract (the first Markdown cell)."
-    at = next((i + 1 for i, c in enumerate(nb['cells']) if c['cell_type'] == 'markdown'), 0)
+    "Insert the box after the chapter's title and abstract (the Markdown cell with the `# title`)."
+    md = [i for i, c in enumerate(nb['cells']) if c['cell_type'] == 'markdown']
+    at = next((i + 1 for i in md if re.search(r'^#\s', _src(nb['cells'][i]), re.M)), md[0] + 1 if md else 0)
     nb['cells'].insert(at, {'cell_type': 'markdown', 'id': 'docs-chapter-box', 'metadata': {}, 'source': box})
 
 
@@ -491,9 +495,13 @@ def main():
             downloads['executed'] = f"_notebooks/executed/{nb_path.name}"
             (SRC/'_notebooks'/'executed').mkdir(parents=True, exist_ok=True)
             shutil.copy(ex, SRC/downloads['executed'])
+        failed_at = None                 # papermill's banner above the title of a failed notebook moves into the box
+        for c in [c for c in nb['cells'] if 'papermill-error-cell-tag' in (c.get('metadata') or {}).get('tags', [])]:
+            if 'Exception was encountered' in _src(c):
+                failed_at = (re.findall(r'(In \[\d*\])', _src(c)) or ['?'])[0]; nb['cells'].remove(c)
         n_img = sum(1 for c in nb['cells'] if c['cell_type'] == 'code' and _has_image(c))
         added = place_run_outputs(nb, RUN, *stage) if stage and ex.exists() else []
-        add_box(nb, chapter_box(nb_path, m, RUN, stage if ex.exists() else None, added, n_img, downloads))
+        add_box(nb, chapter_box(nb_path, m, RUN, stage if ex.exists() else None, added, n_img, downloads, failed_at))
         (SRC/nb_path.name).write_text(json.dumps(nb, indent=1))
         names.append(nb_path.stem)
     (SRC/'results.md').write_text(write_results(RUN))
