@@ -225,8 +225,13 @@ def _short_date(iso: str | None) -> str:
     return (iso or '').replace('T', ' ')[:16] + (' UTC' if iso and iso.endswith('+00:00') else '') if iso else 'not finished'
 
 
-def _demote(md: str, levels: int) -> str:
-    return '\n'.join(re.sub(r'^(#+)(?=\s)', lambda m: '#' * min(6, len(m.group(1)) + levels), l) for l in md.splitlines())
+def _demote(md: str, top: int | None) -> str:
+    "Shift a Markdown table file's headings so that its highest is level `top` (None: headings become bold lines)."
+    levels = [len(m.group(1)) for m in re.finditer(r'^(#+)\s', md, re.M)]
+    if not levels: return md
+    if top is None: return re.sub(r'^#+\s+(.+)$', r'**\1**', md, flags=re.M)
+    shift = top - min(levels)
+    return re.sub(r'^(#+)(?=\s)', lambda m: '#' * max(1, min(6, len(m.group(1)) + shift)), md, flags=re.M)
 
 
 def _label(path: str) -> str: return 'run-' + re.sub(r'[^a-z0-9]+', '-', path.lower()).strip('-')
@@ -283,7 +288,7 @@ def write_results(run_dir: Path) -> str:
                 f"{'' if st.get('seconds') is None else format(st['seconds'], '.1f') + ' s, '}finished {_short_date(st.get('finished'))}.", ""]
         shown = False
         for t in stage_tables(run_dir, name, st):
-            out += [f"### `{t}`", "", _demote((run_dir/t).read_text(), 3), ""]; shown = True
+            out += [f"### `{t}`", "", _demote((run_dir/t).read_text(), 4), ""]; shown = True
         for f in stage_figures(run_dir, st):
             out += [f"```{{figure}} {stage_copy(run_dir, f)}", f":alt: {f}", "", f"`{f}`, saved by the stage.", "```", ""]
             shown = True
@@ -341,10 +346,10 @@ def place_run_outputs(nb: dict, run_dir: Path, name: str, st: dict) -> list[tupl
             md = (f"```{{figure}} {stage_copy(run_dir, rel)}\n:name: {label}\n:alt: {rel}\n\n"
                   f"`{rel}`, saved by this stage in the latest tiny run (shown here by the docs build).\n```")
         else:
-            md = f"({label})=\n**`{rel}`**, written by this stage in the latest tiny run:\n\n{_demote(text, 3)}"
+            md = f"({label})=\n**`{rel}`**, written by this stage in the latest tiny run:\n\n{_demote(text, None)}"
         inserts.append((at, {'cell_type': 'markdown', 'id': label[:60], 'metadata': {}, 'source': md}))
         added.append(('figure' if is_fig else 'table', rel))
-    for at, cell in sorted(inserts, key=lambda x: -x[0]): cells.insert(at + 1, cell)
+    for k, (at, cell) in sorted(enumerate(inserts), key=lambda x: (-x[1][0], -x[0])): cells.insert(at + 1, cell)
     return added
 
 
