@@ -258,6 +258,13 @@ def write_results(run_dir: Path) -> str:
            f"{' with uncommitted changes' if git.get('dirty') else ''}, host `{m.get('host', 'unknown')}`). "
            "Every figure and table on this page is read from the run's artifacts when the site is built.", "",
            "Package versions: " + ', '.join(f"{k} {v}" for k, v in (m.get('packages') or {}).items() if v) + ".", ""]
+    env = m.get('environment') or {}
+    if env.get('lock_packages'):       # recorded by runs since the lock file: what differed from it
+        drift = env.get('lock_drift') or {}
+        out += [f"Against the lock (`{Path(str(env.get('lock'))).name}`, {env['lock_packages']} packages): "
+                + ("every locked package was installed at its pinned version." if not drift else
+                   "these differed: " + ', '.join(f"{k} {v[1]} (locked {v[0]})" for k, v in drift.items()
+                                                  if isinstance(v, (list, tuple)) and len(v) == 2) + "."), ""]
     rows = comparison_rows(run_dir)
     if rows:
         out += ["## Next to the report", "",
