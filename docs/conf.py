@@ -42,11 +42,30 @@ bibtex_bibfiles = ['references.bib']
 bibtex_default_style = 'unsrt'
 bibtex_reference_style = 'author_year'
 
-html_theme = 'alabaster'
+# The Jupyter Book theme (sphinx-book-theme on pydata-sphinx-theme): a wide reading column, a right-hand table of
+# contents per page, light and dark mode, search. Everything it serves is in _static (no CDN fonts or scripts);
+# tests/test_docs.py checks that no page loads anything from another host.
+html_theme = 'sphinx_book_theme'
 html_title = 'stablecode: how Stable Code 3B is made'
-html_theme_options = {'description': 'A literate, reproducible Stable Code 3B', 'fixed_sidebar': True}
-html_static_path = []
+html_theme_options = {
+    'home_page_in_toc': True,
+    'show_toc_level': 2,            # the right-hand contents lists sections and their subsections
+    'use_download_button': True,    # the page's source (.ipynb) and "print to PDF"
+    'use_fullscreen_button': False,
+    'navigation_with_keys': False,
+    'show_navbar_depth': 1,
+    'announcement': '',
+    'extra_footer': '',
+}
+html_context = {'default_mode': 'auto'}   # follows the reader's system setting until the switch is used
+html_static_path = ['_static']
+html_css_files = ['report.css']
+html_js_files = []
 html_favicon = 'favicon.svg'  # a page without one logs a 404 in the browser console
+html_copy_source = True
+html_show_sourcelink = False
+# the staged tree holds copies of notebooks offered for download (docs/prepare.py); they are not pages
+exclude_patterns += ['_notebooks']
 html_last_updated_fmt = None
 
 
