@@ -177,11 +177,12 @@ def _cell(s: str) -> str: return str(s).replace('|', '\\|').replace('\n', ' ')
 def comparison_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
     "(stage, measure, tiny run, Stable Code 3B report) for the figures the report also states, from the artifacts."
     data, pre = _load(run_dir/'data'/'manifest.json'), _load(run_dir/'pretrain'/'summary.json')
-    ev, evl = _load(run_dir/'pretrain'/'evidence.json'), _load(run_dir/'eval'/'results.json')
+    ev, evl = _load(run_dir/'evidence'/'evidence.json'), _load(run_dir/'eval'/'results.json')
     rows = []
-    if data:
-        tps = data.get('tokens_per_source') or {}
-        rows.append(('data', "training tokens (data stage)", f"{sum(tps.values()):,} ({', '.join(f'{k} {v:,}' for k, v in tps.items())})",
+    for name, st in ((data or {}).get('streams') or {}).items():
+        tps = st.get('tokens_per_source') or {}
+        rows.append(('data', f"tokens in the `{name}` stream ({st['seq_len']} tokens/seq)",
+                     f"{sum(tps.values()):,} ({', '.join(f'{k} {v:,}' for k, v in tps.items())})",
                      "about 1.3T (starcoderdata, issues, commits, web, math)"))
     for st in (pre or {}).get('stages', []):
         rows.append(('pretrain', f"stage `{st['stage']}` ({st['seq_len']} tokens/seq, {st['steps']} steps): loss first → last",
@@ -192,12 +193,12 @@ def comparison_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
     if ev and 'long_context' in ev:
         lc = ev['long_context']
         g = ', '.join(f"after `{k}` {v:+.2f}" for k, v in lc['gap_beyond_minus_within'].items())
-        rows.append(('pretrain', f"loss beyond minus within the first stage's {lc['first_stage_len']} positions", g, "—"))
+        rows.append(('evidence', f"loss beyond minus within the first stage's {lc['first_stage_len']} positions", g, "—"))
     if ev and 'fim' in ev:
         for k, label in (('psm_exact', 'PSM, exact to end of text'), ('spm_exact', 'SPM, exact to end of text'),
                          ('spm_first_line', 'SPM, first line')):
             rates = sorted(ev['fim'], key=float, reverse=True)
-            rows.append(('pretrain', f"synthetic FIM infilling ({label}): FIM rate {' / '.join(rates)}",
+            rows.append(('evidence', f"synthetic FIM infilling ({label}): FIM rate {' / '.join(rates)}",
                          ' / '.join(f"{ev['fim'][r][k]:.0%}" for r in rates), "—"))
     he = ((evl or {}).get('tasks') or {}).get('humaneval') or {}
     if he:
