@@ -4,6 +4,7 @@ Modules:
 
 - `stablecode.data`: The pretraining corpus: where the documents come from, how they are mixed, and how they are cleaned — quality filters, exact and near deduplication, benchmark decontamination — as datatrove pipelines.
 - `stablecode.evidence`: Three measurements that check the pretraining stages do what the report says: learning from context, long context, and fill-in-the-middle.
+- `stablecode.generate`: One way to generate text for everything above the model: evaluation, preference pairs, self-alignment, ranking feedback and quantization all sample through the backends of this chapter.
 - `stablecode.quickstart`: `stablecode quickstart`: a small data build, a few optimizer steps of the tiny model through the real trainer, a checkpoint stock transformers loads, and a greedy sample, in about a minute on two CPU cores."""
 
 __version__ = "0.0.1"

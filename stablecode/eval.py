@@ -14,13 +14,14 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 from . import sandbox
+from .generate import Backend, HFBackend, OpenAIBackend, cut
+from .tokenizer import EOT, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, IM_END, chat_text
 
 # %% auto #0
 __all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'FIM_TOKENS', 'CHAT_LANG', 'REFERENCE_MULTIPLE', 'REFERENCE_HUMANEVAL', 'pass_at_k',
            'mean_pass_at_k', 'Problem', 'load_humaneval', 'load_mbpp', 'load_multiple', 'load_fim', 'fim_prompt',
-           'fim_match', 'load_task', 'truncate', 'chatml_prompt', 'extract_code', 'Backend', 'CanonicalBackend',
-           'HFBackend', 'OpenAIBackend', 'TaskResult', 'model_fingerprint', 'evalplus_limits', 'evaluate',
-           'per_language', 'markdown_table', 'write_report', 'cli']
+           'fim_match', 'load_task', 'chatml_prompt', 'extract_code', 'CanonicalBackend', 'TaskResult',
+           'model_fingerprint', 'evalplus_limits', 'evaluate', 'per_language', 'markdown_table', 'write_report', 'cli']
 
 # %% ../nbs/10_eval.ipynb #f8c815bc
 def pass_at_k(n: int,  # samples generated for the problem
@@ -145,7 +146,7 @@ def load_multiple(lang: str, path=None, dataset: str = 'humaneval') -> list[Prob
     return out
 
 # %% ../nbs/10_eval.ipynb #7f6510ad
-FIM_TOKENS = ('<fim_prefix>', '<fim_suffix>', '<fim_middle>')
+FIM_TOKENS = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
 
 def load_fim(path=None, language: str | None = None) -> list[Problem]:
     "Single-line FIM problems (SantaCoder FIM task format), optionally of one language (py, js, java)."
@@ -179,11 +180,6 @@ def load_task(name: str, path=None, limit: int | None = None) -> list[Problem]:
     return ps[:limit] if limit else ps
 
 # %% ../nbs/10_eval.ipynb #bf9ba80e
-def truncate(text: str, stop: Sequence[str]) -> str:
-    "Cut `text` at the earliest stop sequence."
-    cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=len(text))
-    return text[:cut]
-
 CHAT_LANG = {'python': 'Python', 'javascript': 'JavaScript', 'typescript': 'TypeScript', 'cpp': 'C++', 'java': 'Java',
              'rust': 'Rust', 'go': 'Go', 'bash': 'Bash', 'php': 'PHP', 'perl': 'Perl', 'ruby': 'Ruby', 'lua': 'Lua'}
 
@@ -191,7 +187,7 @@ def chatml_prompt(p: Problem, system: str = 'You are a helpful coding assistant.
     "The problem as a ChatML conversation ending with the assistant's turn."
     lang = CHAT_LANG.get(p.language, p.language)
     user = f"Complete the following {lang} code. Reply with the complete code in one code block.\n```\n{p.prompt}```"
-    return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+    return chat_text([dict(role='system', content=system), dict(role='user', content=user)])
 
 def extract_code(response: str, p: Problem) -> str:
     "A completion for `p` from a chat answer: the first fenced block, minus the prompt if the block repeats it."
@@ -202,15 +198,9 @@ def extract_code(response: str, p: Problem) -> str:
     sig = next((l for l in reversed(p.prompt.splitlines()) if l.strip()), '')
     if sig.strip() and sig.strip() in code:
         return code[code.index(sig.strip()) + len(sig.strip()):].split('\n', 1)[-1]
-    return truncate(code, p.stop) if not p.prefix_in_program else code
+    return cut(code, p.stop) if not p.prefix_in_program else code
 
 # %% ../nbs/10_eval.ipynb #a5342190
-class Backend:
-    "Base class: `generate(prompts, stops, n, temperature, top_p, max_new_tokens)` -> n completions per prompt."
-    name = 'backend'
-    def generate(self, prompts: list[str], stops: list[list[str]], n: int = 1, temperature: float = 0.2,
-                 top_p: float = 0.95, max_new_tokens: int = 256) -> list[list[str]]: raise NotImplementedError
-
 class CanonicalBackend(Backend):
     "Returns each problem's reference solution (`damage`: 'none' or 'drop_last_line')."
     def __init__(self, problems: Sequence[Problem], damage: str = 'none'):
@@ -223,82 +213,6 @@ class CanonicalBackend(Backend):
         return s
     def generate(self, prompts, stops, n=1, **kw):
         return [[self._damage(self.by_prompt.get(p, ''))] * n for p in prompts]
-
-# %% ../nbs/10_eval.ipynb #4e615473
-class HFBackend(Backend):
-    "Sampling from a transformers causal LM (an object or a path), batched, with per-prompt stop strings."
-    def __init__(self, model, tokenizer=None, batch_size: int = 8, device: str | None = None, dtype=None):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        if isinstance(model, (str, Path)):
-            self.name = str(model)
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model))
-            model = AutoModelForCausalLM.from_pretrained(str(model), dtype=dtype or 'auto')
-        else:      # a fingerprint, so that a results directory never mixes generations of different models
-            import hashlib
-            h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
-            for prm in list(model.parameters())[:4]: h.update(prm.detach().float().cpu().numpy().tobytes()[:1 << 16])
-            self.name = f"{type(model).__name__}:{h.hexdigest()[:12]}"
-
-        if tokenizer is None: raise ValueError('HFBackend: a model object needs its tokenizer')
-        self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        self.model, self.tok, self.batch_size = model.to(self.device).eval(), tokenizer, batch_size
-        if self.tok.pad_token_id is None: self.tok.pad_token = self.tok.eos_token
-        self.tok.padding_side = 'left'
-
-    def generate(self, prompts, stops, n=1, temperature=0.2, top_p=0.95, max_new_tokens=256):
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-        tok, out = self.tok, []
-        class Stop(StoppingCriteria):
-            def __init__(s, start, stop): s.start, s.stop = start, stop
-            def __call__(s, ids, scores, **kw):
-                texts = tok.batch_decode(ids[:, s.start:], skip_special_tokens=True)
-                return torch.tensor([any(x in t for x in st) for t, st in zip(texts, s.stop)], device=ids.device)
-        flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n)]
-        res = [[] for _ in prompts]
-        for b in tqdm(range(0, len(flat), self.batch_size), desc='generate', disable=len(flat) <= self.batch_size):
-            chunk = flat[b:b + self.batch_size]
-            enc = tok([p for _, p in chunk], return_tensors='pt', padding=True).to(self.device)
-            start = enc['input_ids'].shape[1]
-            kw = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
-            with torch.no_grad():
-                gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                                          stopping_criteria=StoppingCriteriaList([Stop(start, [stops[i] for i, _ in chunk])]),
-                                          **kw)
-            for (i, _), g in zip(chunk, tok.batch_decode(gen[:, start:], skip_special_tokens=True)):
-                res[i].append(truncate(g, stops[i]))
-        return res
-
-# %% ../nbs/10_eval.ipynb #24a20582
-class OpenAIBackend(Backend):
-    "An OpenAI-compatible completions endpoint (e.g. vLLM's `/v1/completions`)."
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 600, retries: int = 3):
-        self.url, self.model, self.name = base_url.rstrip('/') + '/completions', model, f'{model}@{base_url}'
-        self.key, self.timeout, self.retries = api_key or os.environ.get('OPENAI_API_KEY', 'EMPTY'), timeout, retries
-
-    def _post(self, body: dict) -> dict:
-        req = urllib.request.Request(self.url, json.dumps(body).encode(), method='POST',
-                                     headers={'Content-Type': 'application/json', 'Authorization': f'Bearer {self.key}'})
-        for attempt in range(self.retries):
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as r: return json.loads(r.read())
-            except urllib.error.HTTPError as e:
-                raise RuntimeError(f"{self.url}: HTTP {e.code}: {e.read()[:300]!r}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                if attempt == self.retries - 1: raise RuntimeError(f"{self.url}: {e}") from None
-                time.sleep(2 ** attempt)
-
-    def generate(self, prompts, stops, n=1, temperature=0.2, top_p=0.95, max_new_tokens=256):
-        out = []
-        for p, st in zip(tqdm(prompts, desc='generate', disable=len(prompts) < 2), stops):
-            body = dict(model=self.model, prompt=p, n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
-                        stop=list(st)[:4] or None)     # the OpenAI API takes at most 4 stop sequences; the rest are cut here
-            d = self._post(body)
-            ch = sorted(d.get('choices', []), key=lambda c: c.get('index', 0))
-            if len(ch) != n: raise RuntimeError(f"{self.url}: asked for {n} completions, got {len(ch)}")
-            out.append([truncate(c.get('text', ''), st) for c in ch])
-        return out
 
 # %% ../nbs/10_eval.ipynb #1b6fafc4
 @dataclass
@@ -401,7 +315,7 @@ def evaluate(problems: Sequence[Problem],       # problems of one or more tasks
             idx = todo[b:b + gen_batch]
             ps = [problems[i] for i in idx]
             prompts = [chatml_prompt(p) if chat else fim_prompt(p) if p.is_fim else p.prompt for p in ps]
-            stops = [(['<|im_end|>', '<|endoftext|>'] if chat else p.stop) for p in ps]
+            stops = [([IM_END, EOT] if chat else p.stop) for p in ps]
             comps = backend.generate(prompts, stops, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
             for i, p, cs in zip(idx, ps, comps):
                 if chat: cs = [extract_code(c, p) for c in cs]

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from .data import iter_documents
 from .fim import fim_prompt
-from .model import StableCodeForCausalLM, complete
+from .generate import complete
+from .model import StableCodeForCausalLM
 from .packing import PackConfig, PackedDataset, pack_streams
 from .pretrain import PretrainConfig, TrainStage, run_local
 from .tokenizer import load_tokenizer

@@ -22,7 +22,7 @@ from .config import ModelConfig, preset
 __all__ = ['CACHE_FIELD', 'rotary_cos_sin', 'rotate_half', 'apply_partial_rotary', 'documents_from_positions',
            'positions_from_documents', 'attention_bias', 'PerHeadLayerNorm', 'Attention', 'MLP', 'DecoderLayer',
            'cache_argument', 'StableCodeModel', 'StableCodeForCausalLM', 'causal_lm_loss', 'count_parameters',
-           'check_checkpoint', 'complete', 'flops_per_token']
+           'check_checkpoint', 'flops_per_token']
 
 # %% ../nbs/05_model.ipynb #a6a77217
 def rotary_cos_sin(position_ids: torch.Tensor, rotary_dims: int, theta: float, dtype=torch.float32):
@@ -326,40 +326,6 @@ def _save_pretrained(self, save_directory, *args, **kwargs):
 
 StableCodeForCausalLM.from_pretrained = _from_pretrained
 StableCodeForCausalLM.save_pretrained = _save_pretrained
-
-# %% ../nbs/05_model.ipynb #115b369e
-@torch.no_grad()
-def complete(model, tokenizer, prompts: list[str],
-             max_new_tokens: int = 128,        # generation budget per completion
-             temperature: float = 0.0,         # 0 = greedy
-             top_p: float = 1.0,               # nucleus sampling mass
-             n: int = 1,                       # completions per prompt
-             stop: Optional[list[str]] = None, # cut each completion at the first of these strings
-             stop_token_ids: Optional[list[int]] = None,  # end a completion at any of these tokens (default: eos)
-             batch_size: int = 16) -> list[list[str]]:
-    "`n` completions for each prompt, cut at the first stop string; a list of lists in prompt order."
-    tokenizer.padding_side = 'left'
-    if tokenizer.pad_token_id is None: tokenizer.pad_token = tokenizer.eos_token
-    eos = stop_token_ids if stop_token_ids is not None else [model.config.eos_token_id]
-    sample = temperature > 0
-    gen = dict(max_new_tokens=max_new_tokens, do_sample=sample, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
-    if sample: gen.update(temperature=temperature, top_p=top_p)
-    else: gen.update(temperature=None, top_p=None, top_k=None)
-    if stop: gen.update(stop_strings=stop, tokenizer=tokenizer)
-    out = []
-    device = next(model.parameters()).device
-    for i in range(0, len(prompts), batch_size):
-        chunk = prompts[i:i + batch_size]
-        enc = tokenizer(chunk, return_tensors='pt', padding=True, add_special_tokens=False).to(device)
-        ids = model.generate(**enc, num_return_sequences=n, **gen)[:, enc['input_ids'].shape[1]:]
-        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-        for j in range(len(chunk)): out.append([_cut(s, stop) for s in texts[j * n:(j + 1) * n]])
-    return out
-
-def _cut(text: str, stop: Optional[list[str]]) -> str:
-    if not stop: return text
-    idx = [i for i in (text.find(s) for s in stop) if i >= 0]
-    return text[:min(idx)] if idx else text
 
 # %% ../nbs/05_model.ipynb #4afd2f26
 def flops_per_token(config: ModelConfig, seq_len: int) -> float:

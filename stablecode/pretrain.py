@@ -19,7 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from .config import ConfigError, ModelConfig, Presets, YamlConfig, build, json_hash, preset
 from .packing import DATA_PRESETS, Loader, PackedDataset, stream_dir
 from .tokenizer import load_tokenizer, padded_vocab_size
-from .model import StableCodeForCausalLM, complete, flops_per_token
+from .model import StableCodeForCausalLM, flops_per_token
 
 # %% auto #0
 __all__ = ['PRETRAIN_PRESETS', 'pretrain_preset', 'GPU_PEAK_TFLOPS', 'CKPT_PREFIX', 'cli', 'TrainStage', 'PretrainConfig',

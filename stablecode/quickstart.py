@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from .config import YamlConfig
 from .data import mixture_preset
-from .model import StableCodeForCausalLM, complete
+from .generate import complete
+from .model import StableCodeForCausalLM
 from .packing import DATA_PRESETS, DataBuildConfig, PackConfig, build as build_data
 from .pretrain import pretrain_preset, run_local
 from .tokenizer import load_tokenizer

@@ -113,6 +113,11 @@ class LaunchError(RuntimeError):
 
 def _dry_run_env() -> bool: return os.environ.get('STABLECODE_DRY_RUN', '') not in ('', '0', 'false', 'False')
 
+def _beside_python(exe: str) -> str:
+    "A launcher (`deepspeed`, `torchrun`) installed beside this interpreter, as in a virtual environment's bin/; else `exe`."
+    p = Path(sys.executable).parent/exe
+    return str(p) if p.exists() else exe
+
 def launch(lc: LaunchConfig, module: str, config_file, log_file=None, dry_run: bool | None = None,
            cwd=None) -> list[str]:
     "Run (or, in dry-run mode, print) the launch of `python -m module --config config_file`; returns the command lines."
@@ -127,6 +132,7 @@ def launch(lc: LaunchConfig, module: str, config_file, log_file=None, dry_run: b
         raise LaunchError(f"torchrun over {lc.nodes} nodes is one command per node; start them with your scheduler "
                           f"(srun/ssh), or use launcher 'deepspeed' with a hostfile:\n" + '\n'.join(lines))
     print(f"launching: {lines[0]}", flush=True)
+    cmds[0][0] = _beside_python(cmds[0][0])          # the venv's launcher even when its bin/ is not on PATH
     log = open(log_file, 'a') if log_file else None
     try:
         p = subprocess.Popen(cmds[0], env={**os.environ, **env}, cwd=cwd, stdout=subprocess.PIPE,

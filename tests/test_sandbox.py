@@ -3,6 +3,7 @@ running and no file changed outside temporary directories."""
 import os, socket, subprocess, sys, threading, time, textwrap, json
 from pathlib import Path
 import pytest
+from procs import procs
 from stablecode import sandbox
 from stablecode.sandbox import run, run_batch, isolation, toolchains
 
@@ -11,15 +12,7 @@ need_ns = pytest.mark.skipif(not BWRAP, reason=f"needs namespaces; active isolat
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _procs(*needles):
-    "pids of processes (not us) whose command line contains one of `needles`."
-    out = []
-    for p in Path('/proc').iterdir():
-        if not p.name.isdigit() or int(p.name) == os.getpid(): continue
-        try: cmd = (p/'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
-        except OSError: continue
-        if any(n in cmd for n in needles): out.append((int(p.name), cmd[:120]))
-    return out
+_procs = procs
 
 
 def _snapshot(*dirs):

@@ -4,6 +4,7 @@ must end as a failure within its limit, and leave no process and no file behind.
 import os, socket, tempfile, textwrap, threading, time
 from pathlib import Path
 import pytest
+from procs import procs
 from stablecode import sandbox
 from stablecode.sandbox import run, run_batch, isolation, tree_limits
 
@@ -21,13 +22,7 @@ def need(cond, why):
 
 def _procs():
     "Our sandboxed processes: anything running the runner, a test program or a sleeper, or bwrap."
-    out = []
-    for p in Path('/proc').iterdir():
-        if not p.name.isdigit() or int(p.name) == os.getpid(): continue
-        try: cmd = (p/'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
-        except OSError: continue
-        if any(n in cmd for n in ('_sc_runner', 'sleep 987', 'bwrap', 'prog.py')): out.append((int(p.name), cmd[:100]))
-    return out
+    return procs('_sc_runner', 'sleep 987', 'bwrap', 'prog.py')
 
 
 def _leftovers():
