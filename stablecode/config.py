@@ -15,7 +15,8 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MODEL_PRESETS', 'preset', 'preset_names', 'ConfigError', 'build', 'json_hash', 'YamlConfig', 'ModelConfig',
-           'model_config_from_hf', 'model_config_to_hf', 'Presets']
+           'model_config_from_hf', 'model_config_to_hf', 'Presets', 'model_config_from_gpt_neox',
+           'model_config_to_gpt_neox']
 
 # %% ../nbs/00_config.ipynb #a2b4f219
 class ConfigError(ValueError):
@@ -114,7 +115,7 @@ class YamlConfig:
 # %% ../nbs/00_config.ipynb #f0e6897e
 @dataclass
 class ModelConfig(YamlConfig):
-    "The StableLM-family architecture; field names and meanings follow transformers' `StableLmConfig`."
+    "The StableLM-family architecture (and GPT-NeoX's, for StableCode alpha); field names follow transformers' `StableLmConfig`."
     vocab_size: int = 50304             # tokenizer size, padded (GPT-NeoX BPE plus FIM tokens for Stable Code)
     hidden_size: int = 2560             # model width
     intermediate_size: int = 6912       # SwiGLU inner width
@@ -128,13 +129,23 @@ class ModelConfig(YamlConfig):
     layer_norm_eps: float = 1e-5        # LayerNorm epsilon
     use_qkv_bias: bool = False          # bias on q/k/v projections (the report's text; off in the release)
     qk_layernorm: bool = False          # per-head LayerNorm on queries and keys
-    use_parallel_residual: bool = False # GPT-NeoX-style parallel attention + MLP residual (StableCode alpha)
+    use_parallel_residual: bool = False # attention and MLP side by side, both added at once (see `parallel_block`)
     tie_word_embeddings: bool = False   # share input embedding and output projection
     initializer_range: float = 0.02     # std of the normal init of Linear and Embedding weights
     bos_token_id: int = 0               # `<|endoftext|>`
     eos_token_id: int = 0               # `<|endoftext|>`
     attention_dropout: float = 0.0      # dropout on attention probabilities (0 in the report's training)
     hidden_dropout: float = 0.0         # dropout after the MLP (0 in the report's training)
+    # architecture variants; the defaults are Stable Code 3B, the GPT-NeoX values give StableCode alpha (2023)
+    mlp: Literal['swiglu', 'gelu'] = 'swiglu'  # SwiGLU `down(silu(gate x) * up x)`, or GPT-NeoX's plain `down(gelu(up x))`
+    linear_bias: bool = False           # bias on o_proj and the MLP linears (GPT-NeoX); the q/k/v bias is `use_qkv_bias`
+    parallel_block: Literal['stablelm', 'gptneox'] = 'stablelm'  # with `use_parallel_residual`: attention and MLP share
+                                        # one LayerNorm (StableLM) or each has its own (GPT-NeoX: ln1 and ln2)
+
+    def to_dict(self) -> dict:
+        "The fields; the architecture variants only where they differ from Stable Code 3B (older YAML and hashes unchanged)."
+        variant = {f.name: f.default for f in fields(self) if f.name in ('mlp', 'linear_bias', 'parallel_block')}
+        return {k: v for k, v in asdict(self).items() if k not in variant or v != variant[k]}
 
     @property
     def head_dim(self) -> int: return self.hidden_size // self.num_attention_heads
@@ -161,6 +172,7 @@ class ModelConfig(YamlConfig):
                 raise ConfigError(f"ModelConfig: '{k}' {getattr(self, k)} is outside the vocabulary [0, {self.vocab_size})")
 
 # %% ../nbs/00_config.ipynb #6dea5355
+_VARIANTS = {f.name: f.default for f in fields(ModelConfig) if f.name in ('mlp', 'linear_bias', 'parallel_block')}
 _EPOCH_RENAMES = {'rope_pct': 'partial_rotary_factor', 'norm_eps': 'layer_norm_eps', 'num_heads': 'num_attention_heads'}
 
 def _hf_dict(cfg) -> dict:
@@ -194,8 +206,11 @@ def model_config_to_hf(cfg: ModelConfig):
     from transformers import StableLmConfig
     d = asdict(cfg)
     rope = dict(rope_type='default', rope_theta=d.pop('rope_theta'), partial_rotary_factor=d.pop('partial_rotary_factor'))
+    variants = {k: d.pop(k) for k in _VARIANTS}
     hf = StableLmConfig(rope_parameters=rope, **d)
     hf.architectures = ['StableLmForCausalLM']
+    for k, v in variants.items():     # only a GPT-NeoX-shaped config carries them (as extra attributes; see 05_model)
+        if v != _VARIANTS[k]: setattr(hf, k, v)
     return hf
 
 @patch(cls_method=True)
@@ -230,11 +245,52 @@ class Presets:
         "The config of preset `name`, built and validated by the strict loader."
         return build(self.cls, self.fields(name, **overrides), f"{self.kind} preset '{name}'")
 
+_GPT_NEOX = dict(mlp='gelu', linear_bias=True, use_qkv_bias=True, use_parallel_residual=True, parallel_block='gptneox',
+                 rope_theta=10_000.0)   # StableCode alpha's architecture, GPT-NeoX (released config.json of 2023)
+
 MODEL_PRESETS = Presets('model', ModelConfig, {
     'stable-code-3b': dict(),
     'tiny': dict(vocab_size=4096, hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
                  num_key_value_heads=4, rope_theta=10_000.0, max_position_embeddings=2048),
     'small': dict(vocab_size=8192, hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12,
                   num_key_value_heads=12, rope_theta=10_000.0, max_position_embeddings=4096),
+    'stablecode-alpha-3b': dict(_GPT_NEOX, vocab_size=49152, intermediate_size=10240),
+    'tiny-alpha': dict(_GPT_NEOX, vocab_size=4096, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048),
 })
 preset, preset_names = MODEL_PRESETS, MODEL_PRESETS.names     # the model presets, by their short names
+
+# %% ../nbs/00_config.ipynb #a462fd72
+_NEOX_SAME = ('vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
+              'max_position_embeddings', 'layer_norm_eps', 'tie_word_embeddings', 'initializer_range', 'bos_token_id',
+              'eos_token_id', 'attention_dropout', 'hidden_dropout', 'use_parallel_residual')   # same name, same meaning
+
+def model_config_from_gpt_neox(cfg) -> ModelConfig:
+    "A `ModelConfig` from a transformers `GPTNeoXConfig` or a `gpt_neox` `config.json` dict (StableCode alpha)."
+    d = _hf_dict(cfg)
+    if d.get('model_type') != 'gpt_neox': raise ConfigError(f"config.json: model_type '{d.get('model_type')}' is not gpt_neox")
+    if d.get('hidden_act', 'gelu') != 'gelu':
+        raise ConfigError(f"config.json (gpt_neox): hidden_act '{d['hidden_act']}' is not supported (only 'gelu')")
+    if not d.get('attention_bias', True):
+        raise ConfigError("config.json (gpt_neox): attention_bias false (q/k/v and dense without bias, MLP with) is not supported")
+    kw = {k: d[k] for k in _NEOX_SAME if d.get(k) is not None}
+    if isinstance(kw.get('eos_token_id'), list): kw['eos_token_id'] = kw['eos_token_id'][0]
+    kw.update(num_key_value_heads=d['num_attention_heads'], mlp='gelu', linear_bias=True, use_qkv_bias=True,
+              parallel_block='gptneox', rope_theta=d.get('rope_theta', d.get('rotary_emb_base', 10_000.0)),
+              partial_rotary_factor=d.get('partial_rotary_factor', d.get('rotary_pct', 0.25)))
+    return build(ModelConfig, kw, 'config.json (gpt_neox)')
+
+def model_config_to_gpt_neox(cfg: ModelConfig):
+    "The transformers `GPTNeoXConfig` with the same architecture; `ConfigError` for what GPT-NeoX cannot express."
+    from transformers import GPTNeoXConfig
+    bad = [k for k, ok in (('mlp', cfg.mlp == 'gelu'), ('linear_bias', cfg.linear_bias), ('use_qkv_bias', cfg.use_qkv_bias),
+                           ('num_key_value_heads', cfg.num_key_value_heads == cfg.num_attention_heads),
+                           ('qk_layernorm', not cfg.qk_layernorm),
+                           ('parallel_block', cfg.parallel_block == 'gptneox' or not cfg.use_parallel_residual)) if not ok]
+    if bad: raise ConfigError(f"ModelConfig: '{bad[0]}' = {getattr(cfg, bad[0])!r} has no GPT-NeoX equivalent")
+    d = asdict(cfg)
+    rope = dict(rope_type='default', rope_theta=cfg.rope_theta, partial_rotary_factor=cfg.partial_rotary_factor)
+    hf = GPTNeoXConfig(**{k: d[k] for k in _NEOX_SAME}, hidden_act='gelu', attention_bias=True, rope_parameters=rope)
+    hf.architectures = ['GPTNeoXForCausalLM']
+    return hf
+

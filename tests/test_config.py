@@ -65,3 +65,23 @@ def test_yaml_that_is_not_utf8_or_missing_is_one_line(tmp_path):
     f.write_bytes(b'hidden_size: \xff\n')
     with pytest.raises(ConfigError, match=r'm\.yaml: not UTF-8 text \(byte 13'): ModelConfig.from_yaml(f)
     with pytest.raises(ConfigError, match=r'nope\.yaml: cannot read it'): ModelConfig.from_yaml(tmp_path / 'nope.yaml')
+
+def test_alpha_preset_and_gpt_neox_config_round_trip():
+    from stablecode.config import model_config_from_gpt_neox, model_config_to_gpt_neox
+    a = preset('stablecode-alpha-3b')
+    assert (a.vocab_size, a.hidden_size, a.intermediate_size, a.num_hidden_layers, a.num_attention_heads,
+            a.max_position_embeddings, a.rope_theta, a.rotary_dims) == (49152, 2560, 10240, 32, 32, 16384, 10000.0, 20)
+    assert (a.mlp, a.linear_bias, a.use_qkv_bias, a.use_parallel_residual, a.parallel_block) == ('gelu', True, True, True, 'gptneox')
+    neox = model_config_to_gpt_neox(a)
+    assert neox.model_type == 'gpt_neox' and neox.rope_parameters['partial_rotary_factor'] == 0.25
+    assert model_config_from_gpt_neox(neox) == a == model_config_from_gpt_neox(neox.to_dict())
+    assert ModelConfig.from_hf(a.to_hf()) == a                      # the variants travel as extra attributes
+    with pytest.raises(ConfigError, match="'mlp' = 'swiglu' has no GPT-NeoX equivalent"):
+        model_config_to_gpt_neox(preset('stable-code-3b'))
+    with pytest.raises(ConfigError, match='attention_bias false'):
+        model_config_from_gpt_neox(dict(neox.to_dict(), attention_bias=False))
+
+def test_stablelm_configs_unchanged_by_the_variant_fields():
+    for name in ('stable-code-3b', 'tiny', 'small'):
+        c, hf = preset(name), preset(name).to_hf().to_dict()
+        assert not {'mlp', 'linear_bias', 'parallel_block'} & (set(c.to_dict()) | set(hf))   # same YAML, hash and config.json
