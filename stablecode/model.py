@@ -6,23 +6,25 @@ Docs: https://stablecode.github.io/stablecode/model.html.md"""
 
 # %% ../nbs/05_model.ipynb #f75d2f0a
 from __future__ import annotations
-import json, math
+import json, math, re
 from pathlib import Path
 from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from fastcore.basics import patch
 from transformers import GenerationMixin, PreTrainedModel, StableLmConfig
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from .config import ModelConfig, preset
+from .config import ModelConfig, model_config_from_gpt_neox, model_config_to_gpt_neox, preset
 
 # %% auto #0
 __all__ = ['CACHE_FIELD', 'rotary_cos_sin', 'rotate_half', 'apply_partial_rotary', 'documents_from_positions',
            'positions_from_documents', 'attention_bias', 'PerHeadLayerNorm', 'Attention', 'MLP', 'DecoderLayer',
            'cache_argument', 'StableCodeModel', 'StableCodeForCausalLM', 'causal_lm_loss', 'count_parameters',
-           'check_checkpoint', 'flops_per_token']
+           'check_checkpoint', 'split_qkv', 'fuse_qkv', 'gpt_neox_to_stablecode', 'stablecode_to_gpt_neox',
+           'flops_per_token']
 
 # %% ../nbs/05_model.ipynb #a6a77217
 def rotary_cos_sin(position_ids: torch.Tensor, rotary_dims: int, theta: float, dtype=torch.float32):
@@ -105,7 +107,7 @@ class Attention(nn.Module):
         self.q_proj = nn.Linear(h, self.n_heads * self.head_dim, bias=cfg.use_qkv_bias)
         self.k_proj = nn.Linear(h, self.n_kv * self.head_dim, bias=cfg.use_qkv_bias)
         self.v_proj = nn.Linear(h, self.n_kv * self.head_dim, bias=cfg.use_qkv_bias)
-        self.o_proj = nn.Linear(self.n_heads * self.head_dim, h, bias=False)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, h, bias=cfg.linear_bias)
         if cfg.qk_layernorm:
             self.q_layernorm = PerHeadLayerNorm(self.head_dim, self.n_heads, cfg.layer_norm_eps)
             self.k_layernorm = PerHeadLayerNorm(self.head_dim, self.n_kv, cfg.layer_norm_eps)
@@ -133,27 +135,33 @@ class Attention(nn.Module):
 
 # %% ../nbs/05_model.ipynb #af075b48
 class MLP(nn.Module):
+    "SwiGLU `down(silu(gate(x)) * up(x))` (Stable Code 3B), or GPT-NeoX's plain `down(gelu(up(x)))` (StableCode alpha)."
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
-    def forward(self, x): return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        self.swiglu, h, i, b = cfg.mlp == 'swiglu', cfg.hidden_size, cfg.intermediate_size, cfg.linear_bias
+        if self.swiglu: self.gate_proj = nn.Linear(h, i, bias=b)
+        self.up_proj = nn.Linear(h, i, bias=b)
+        self.down_proj = nn.Linear(i, h, bias=b)
+    def forward(self, x):
+        if self.swiglu: return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(F.gelu(self.up_proj(x)))           # exact (erf) GELU, as transformers' ACT2FN['gelu']
 
 class DecoderLayer(GradientCheckpointingLayer):
     def __init__(self, cfg: ModelConfig, layer_idx: int):
         super().__init__()
         self.parallel = cfg.use_parallel_residual
+        self.shared_norm = self.parallel and cfg.parallel_block == 'stablelm'   # parallel StableLM: one LayerNorm for both
         self.input_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.self_attn = Attention(cfg, layer_idx)
-        if not self.parallel: self.post_attention_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        if not self.shared_norm: self.post_attention_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.mlp = MLP(cfg)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
     def forward(self, x, cos, sin, mask=None, cache=None, cu_seqlens=None):
         h = self.input_layernorm(x)
         a = self.self_attn(h, cos, sin, mask, cache, cu_seqlens)
-        if self.parallel: return x + a + self.dropout(self.mlp(h))
+        if self.shared_norm: return x + a + self.dropout(self.mlp(h))                            # StableLM parallel
+        if self.parallel: return x + a + self.dropout(self.mlp(self.post_attention_layernorm(x)))  # GPT-NeoX parallel
         x = x + a
         return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
@@ -311,14 +319,19 @@ def _load_config(path) -> Optional[StableLmConfig]:
 
 @classmethod
 def _from_pretrained(cls, path, *args, config=None, **kwargs):
-    "Load a `stablelm` (or `stablelm_epoch`) checkpoint directory or hub id."
+    "Load a `stablelm` (or `stablelm_epoch`) checkpoint directory or hub id; a `gpt_neox` directory goes to `from_gpt_neox`."
+    f = Path(str(path)) / 'config.json'
+    if config is None and f.exists() and json.loads(f.read_text()).get('model_type') == 'gpt_neox': return cls.from_gpt_neox(path)
     if config is None and Path(str(path)).is_dir(): config = _load_config(path)
     if isinstance(config, ModelConfig): config = config.to_hf()
     if config is not None and Path(str(path)).is_dir(): check_checkpoint(path, ModelConfig.from_hf(config))
     return super(StableCodeForCausalLM, cls).from_pretrained(path, *args, config=config, **kwargs)
 
 def _save_pretrained(self, save_directory, *args, **kwargs):
-    "Save as a transformers `stablelm` checkpoint (safetensors + config.json naming `StableLmForCausalLM`)."
+    "Save as a transformers `stablelm` checkpoint (safetensors + config.json naming `StableLmForCausalLM`), or `gpt_neox`."
+    c = self.cfg
+    if c.mlp != 'swiglu' or c.linear_bias or (c.use_parallel_residual and c.parallel_block != 'stablelm'):
+        return self.save_gpt_neox(save_directory)             # StableLM's config cannot describe this model
     PreTrainedModel.save_pretrained(self, save_directory, *args, **kwargs)
     f = Path(save_directory) / 'config.json'
     d = json.loads(f.read_text()); d['architectures'] = ['StableLmForCausalLM']
@@ -327,11 +340,91 @@ def _save_pretrained(self, save_directory, *args, **kwargs):
 StableCodeForCausalLM.from_pretrained = _from_pretrained
 StableCodeForCausalLM.save_pretrained = _save_pretrained
 
+# %% ../nbs/05_model.ipynb #93479baa
+_NEOX_NAMES = [('gpt_neox.embed_in.', 'model.embed_tokens.'), ('gpt_neox.final_layer_norm.', 'model.norm.'),
+               ('gpt_neox.layers.', 'model.layers.'), ('.attention.dense.', '.self_attn.o_proj.'),
+               ('.mlp.dense_h_to_4h.', '.mlp.up_proj.'), ('.mlp.dense_4h_to_h.', '.mlp.down_proj.'),
+               ('embed_out.', 'lm_head.')]      # GPT-NeoX -> ours; the two LayerNorms of a layer keep their names
+_NEOX_BUFFERS = re.compile(r'\.attention\.(bias|masked_bias)$|rotary_emb\.inv_freq$')   # in old checkpoints, not weights
+
+def _rename(key: str, pairs) -> str:
+    for a, b in pairs: key = key.replace(a, b)
+    return key
+
+def split_qkv(w: torch.Tensor, n_heads: int) -> list[torch.Tensor]:
+    "GPT-NeoX's fused `query_key_value` weight or bias, rows `[q_h, k_h, v_h]` for each head h -> [q, k, v]."
+    per_head = w.reshape(n_heads, 3, -1, *w.shape[1:])            # (heads, q/k/v, head_dim, ...)
+    return [z.reshape(-1, *w.shape[1:]) for z in per_head.unbind(1)]
+
+def fuse_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_heads: int) -> torch.Tensor:
+    "The inverse of `split_qkv`: q, k and v rows interleaved head by head."
+    return torch.stack([z.reshape(n_heads, -1, *z.shape[1:]) for z in (q, k, v)], 1).reshape(-1, *q.shape[1:])
+
+def gpt_neox_to_stablecode(sd: dict, cfg: ModelConfig) -> dict:
+    "Our state dict from a transformers `GPTNeoXForCausalLM` one (or a released `gpt_neox` checkpoint's)."
+    out = {}
+    for k, v in sd.items():
+        if _NEOX_BUFFERS.search(k): continue
+        k = _rename(k, _NEOX_NAMES)
+        if '.attention.query_key_value.' in k:
+            pre, kind = k.split('.attention.query_key_value.')
+            for name, z in zip('qkv', split_qkv(v, cfg.num_attention_heads)): out[f'{pre}.self_attn.{name}_proj.{kind}'] = z
+        else: out[k] = v
+    return out
+
+def stablecode_to_gpt_neox(sd: dict, cfg: ModelConfig) -> dict:
+    "A transformers `GPTNeoXForCausalLM` state dict (the released names, `embed_out`) from ours."
+    out, back = {}, [(b, a) for a, b in _NEOX_NAMES]
+    for k, v in sd.items():
+        if k == 'lm_head.weight' and cfg.tie_word_embeddings: continue
+        if '.self_attn.k_proj.' in k or '.self_attn.v_proj.' in k: continue      # fused with q below
+        if '.self_attn.q_proj.' in k:
+            pre, kind = k.split('.self_attn.q_proj.')
+            qkv = [sd[f'{pre}.self_attn.{n}_proj.{kind}'] for n in 'qkv']
+            out[_rename(pre, back) + f'.attention.query_key_value.{kind}'] = fuse_qkv(*qkv, cfg.num_attention_heads)
+        else: out[_rename(k, back)] = v
+    return out
+
+
+# %% ../nbs/05_model.ipynb #c902374a
+def _read_state_dict(path: Path) -> dict:
+    "All tensors of a checkpoint directory: its safetensors files, or else its `pytorch_model*.bin` files."
+    from safetensors.torch import load_file
+    files = sorted(path.glob('*.safetensors'))
+    if files: return {k: v for f in files for k, v in load_file(str(f)).items()}
+    return {k: v for f in sorted(path.glob('pytorch_model*.bin')) for k, v in torch.load(f, map_location='cpu', weights_only=True).items()}
+
+@patch(cls_method=True)
+def from_gpt_neox(cls: StableCodeForCausalLM, source) -> StableCodeForCausalLM:
+    "Our model from a transformers `GPTNeoXForCausalLM` or a `gpt_neox` checkpoint directory (StableCode alpha)."
+    if isinstance(source, nn.Module): hf, sd = source.config, source.state_dict()
+    else: hf, sd = json.loads((Path(source) / 'config.json').read_text()), _read_state_dict(Path(source))
+    cfg = model_config_from_gpt_neox(hf)
+    sd = gpt_neox_to_stablecode(sd, cfg)
+    if cfg.tie_word_embeddings: sd.pop('lm_head.weight', None)
+    with torch.device('meta'): m = cls(cfg)
+    missing, unexpected = m.load_state_dict(sd, strict=False, assign=True)
+    if cfg.tie_word_embeddings: m.tie_weights(); missing = [k for k in missing if k != 'lm_head.weight']
+    if missing or unexpected: raise ValueError(f"gpt_neox checkpoint: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return m.eval()
+
+@patch
+def save_gpt_neox(self: StableCodeForCausalLM, save_directory) -> Path:
+    "Write a transformers `gpt_neox` checkpoint (config.json + model.safetensors) that stock `AutoModelForCausalLM` loads."
+    from safetensors.torch import save_file
+    hf = model_config_to_gpt_neox(self.cfg)                  # fails before writing anything if GPT-NeoX cannot say it
+    d = Path(save_directory); d.mkdir(parents=True, exist_ok=True)
+    hf.save_pretrained(d)
+    sd = stablecode_to_gpt_neox(self.state_dict(), self.cfg)
+    save_file({k: v.detach().contiguous() for k, v in sd.items()}, str(d / 'model.safetensors'), metadata={'format': 'pt'})
+    return d
+
+
 # %% ../nbs/05_model.ipynb #4afd2f26
 def flops_per_token(config: ModelConfig, seq_len: int) -> float:
     "Training FLOPs per token (forward + backward): 6 x matmul parameters + 12 x layers x width x seq_len."
     c = config
     attn = c.hidden_size * c.head_dim * (c.num_attention_heads * 2 + c.num_key_value_heads * 2)
-    mlp = 3 * c.hidden_size * c.intermediate_size
+    mlp = (3 if c.mlp == 'swiglu' else 2) * c.hidden_size * c.intermediate_size      # SwiGLU has a third matrix
     n_matmul = c.num_hidden_layers * (attn + mlp) + c.hidden_size * c.vocab_size
     return 6.0 * n_matmul + 12.0 * c.num_hidden_layers * c.hidden_size * seq_len
