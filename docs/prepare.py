@@ -189,7 +189,7 @@ def comparison_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
                      f"{st['first_loss']:.2f} → {st['final_loss']:.2f}",
                      "not published" + (" (16,384 tokens, rope base 1,000,000)" if 'long' in st['stage'] else " (4,096 tokens, FIM)")))
     if ev and 'unigram_entropy' in ev:
-        rows.append(('pretrain', "unigram entropy of the training tokens (nats)", f"{ev['unigram_entropy']:.2f}", "—"))
+        rows.append(('evidence', "unigram entropy of the training tokens (nats)", f"{ev['unigram_entropy']:.2f}", "—"))
     if ev and 'long_context' in ev:
         lc = ev['long_context']
         g = ', '.join(f"after `{k}` {v:+.2f}" for k, v in lc['gap_beyond_minus_within'].items())
