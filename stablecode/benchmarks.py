@@ -1,4 +1,4 @@
-"""The evaluation benchmarks as `Problem`s, read from their real formats: HumanEval(+), MBPP(+), MultiPL-E and
+"""The evaluation benchmarks as `Problem` objects, read from their real formats: HumanEval(+), MBPP(+), MultiPL-E and
 SantaCoder's FIM task.
 
 Docs: https://stablecode.github.io/stablecode/benchmarks.html.md"""
