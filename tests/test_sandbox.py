@@ -3,7 +3,7 @@ running and no file changed outside temporary directories."""
 import os, socket, subprocess, sys, threading, time, textwrap, json
 from pathlib import Path
 import pytest
-from procs import procs
+from procs import listening_port, procs
 from stablecode import sandbox
 from stablecode.sandbox import run, run_batch, isolation, toolchains
 
@@ -114,24 +114,14 @@ def test_deleting_files(victim):
 
 @need_ns
 def test_socket_to_localhost():
-    srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(5); srv.settimeout(0.2)
-    port, got = srv.getsockname()[1], []
-    stop = threading.Event()
-    def accept():
-        while not stop.is_set():
-            try: c, _ = srv.accept(); got.append(c.recv(100)); c.close()
-            except OSError: pass
-    th = threading.Thread(target=accept, daemon=True); th.start()
-    try:
+    with listening_port() as (port, got):
         prog = f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\ns.sendall(b'leak')"
         r = run(prog, timeout=5)
         assert r.status == 'failed' and ('Network is unreachable' in r.message or 'refused' in r.message), r
         r = run("import urllib.request\nurllib.request.urlopen('http://example.org', timeout=2)", timeout=5)
         assert r.status == 'failed'
         time.sleep(0.3)
-        assert got == []
-    finally:
-        stop.set(); th.join(); srv.close()
+    assert got == []
 
 
 @pytest.mark.parametrize('exit_line', ['import sys; sys.exit(0)', 'import os; os._exit(0)', 'raise SystemExit',

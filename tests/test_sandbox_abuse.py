@@ -4,7 +4,7 @@ must end as a failure within its limit, and leave no process and no file behind.
 import os, socket, tempfile, textwrap, threading, time
 from pathlib import Path
 import pytest
-from procs import procs
+from procs import listening_port, procs
 from stablecode import sandbox
 from stablecode.sandbox import run, run_batch, isolation, tree_limits
 
@@ -134,20 +134,11 @@ def test_attack_cold(name):
 
 def test_network_to_a_live_local_port():
     need(NS, 'a network namespace is needed to contain this attack')
-    srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(5); srv.settimeout(0.2)
-    port, got, stop = srv.getsockname()[1], [], threading.Event()
-    def accept():
-        while not stop.is_set():
-            try: c, _ = srv.accept(); got.append(c.recv(100)); c.close()
-            except OSError: pass
-    th = threading.Thread(target=accept, daemon=True); th.start()
-    try:
+    with listening_port() as (port, got):
         prog = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'leak')\n" + ADD
         assert run(prog, tests=TESTS, timeout=5).status == 'failed'
         time.sleep(0.3)
-        assert got == []
-    finally:
-        stop.set(); th.join(); srv.close()
+    assert got == []
 
 
 def test_memory_of_the_whole_tree():
