@@ -19,9 +19,10 @@ from .tokenizer import EOT, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, IM_END, chat_tex
 from .benchmarks import MULTIPLE_LANGS, PY_STOP, Problem, load_fim, load_humaneval, load_mbpp, load_multiple, load_task
 
 # %% auto #0
-__all__ = ['FIM_TOKENS', 'CHAT_LANG', 'REFERENCE_MULTIPLE', 'REFERENCE_HUMANEVAL', 'pass_at_k', 'mean_pass_at_k', 'fim_prompt',
-           'fim_match', 'chatml_prompt', 'extract_code', 'CanonicalBackend', 'TaskResult', 'model_fingerprint',
-           'evalplus_limits', 'evaluate', 'per_language', 'markdown_table', 'write_report', 'cli']
+__all__ = ['FIM_TOKENS', 'CHAT_LANG', 'SYSTEM', 'REFERENCE_MULTIPLE', 'REFERENCE_HUMANEVAL', 'pass_at_k', 'mean_pass_at_k',
+           'fim_prompt', 'fim_match', 'chat_messages', 'chat_answer', 'chatml_prompt', 'extract_code',
+           'CanonicalBackend', 'TaskResult', 'model_fingerprint', 'evalplus_limits', 'evaluate', 'per_language',
+           'markdown_table', 'write_report', 'cli']
 
 # %% ../nbs/10_eval.ipynb #f8c815bc
 def pass_at_k(n: int,  # samples generated for the problem
@@ -54,11 +55,21 @@ def fim_match(p: Problem, completion: str) -> bool:
 CHAT_LANG = {'python': 'Python', 'javascript': 'JavaScript', 'typescript': 'TypeScript', 'cpp': 'C++', 'java': 'Java',
              'rust': 'Rust', 'go': 'Go', 'bash': 'Bash', 'php': 'PHP', 'perl': 'Perl', 'ruby': 'Ruby', 'lua': 'Lua'}
 
-def chatml_prompt(p: Problem, system: str = 'You are a helpful coding assistant.') -> str:
-    "The problem as a ChatML conversation ending with the assistant's turn."
+SYSTEM = 'You are a helpful coding assistant.'
+
+def chat_messages(p: Problem, system: str = SYSTEM) -> list[dict]:
+    "The problem as a conversation (system and user turns): what an instruction model is asked, in training and in evaluation."
     lang = CHAT_LANG.get(p.language, p.language)
     user = f"Complete the following {lang} code. Reply with the complete code in one code block.\n```\n{p.prompt}```"
-    return chat_text([dict(role='system', content=system), dict(role='user', content=user)])
+    return [dict(role='system', content=system), dict(role='user', content=user)]
+
+def chat_answer(p: Problem, completion: str) -> str:
+    "The answer an instruction model is taught for `p`: the whole program (prompt + completion) in one fenced block."
+    return f"```{p.language}\n{p.prompt}{completion.rstrip()}\n```"
+
+def chatml_prompt(p: Problem, system: str = SYSTEM) -> str:
+    "The problem as a ChatML conversation ending with the assistant's turn."
+    return chat_text(chat_messages(p, system))
 
 def extract_code(response: str, p: Problem) -> str:
     "A completion for `p` from a chat answer: the first fenced block, minus the prompt if the block repeats it."
