@@ -2,7 +2,7 @@
 
 Modules:
 
-- `stablecode.benchmarks`: The evaluation benchmarks as `Problem` objects, read from their real formats: HumanEval(+), MBPP(+), MultiPL-E and SantaCoder's FIM task.
+- `stablecode.benchmarks`: The evaluation benchmarks as `Problem` objects, read from their real formats: HumanEval(+), MBPP(+), MultiPL-E and SantaCoder's FIM task; and `exercises`, a generated family of small Python problems that the tiny model can learn.
 - `stablecode.data`: The pretraining corpus: where the documents come from, how they are mixed, and how they are cleaned — quality filters, exact and near deduplication, benchmark decontamination — as datatrove pipelines.
 - `stablecode.evidence`: Three measurements that check the pretraining stages do what the report says: learning from context, long context, and fill-in-the-middle.
 - `stablecode.generate`: One way to generate text for everything above the model: evaluation, preference pairs, self-alignment, ranking feedback and quantization all sample through the backends of this chapter.

@@ -1,5 +1,5 @@
 """The evaluation benchmarks as `Problem` objects, read from their real formats: HumanEval(+), MBPP(+), MultiPL-E and
-SantaCoder's FIM task.
+SantaCoder's FIM task; and `exercises`, a generated family of small Python problems that the tiny model can learn.
 
 Docs: https://stablecode.github.io/stablecode/benchmarks.html.md"""
 
@@ -7,13 +7,15 @@ Docs: https://stablecode.github.io/stablecode/benchmarks.html.md"""
 
 # %% ../nbs/00b_benchmarks.ipynb #dfcd6b7f
 from __future__ import annotations
-import gzip, json
+import gzip, json, random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 # %% auto #0
-__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'Problem', 'load_humaneval', 'load_mbpp', 'load_multiple', 'load_fim', 'load_task']
+__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'EXERCISE_FAMILIES', 'EXERCISE_HELDOUT', 'EXERCISE_TASKS', 'Problem', 'load_humaneval',
+           'load_mbpp', 'load_multiple', 'load_fim', 'ExerciseFamily', 'exercise', 'exercise_heldout', 'exercises',
+           'load_task']
 
 # %% ../nbs/00b_benchmarks.ipynb #3e55c18d
 @dataclass
@@ -28,6 +30,7 @@ class Problem:
     canonical: str | None = None  # a reference completion (self-check)
     suffix: str | None = None     # FIM: the code after the hole
     prefix_in_program: bool = True  # program = prompt + completion + tests (False: completion + tests, e.g. MBPP)
+    checks: list[str] = field(default_factory=list)  # the tests one by one, each runnable alone after the solution
 
     @property
     def is_fim(self) -> bool: return self.suffix is not None
@@ -101,8 +104,9 @@ def load_mbpp(path=None, task: str = 'mbpp') -> list[Problem]:
         prompt = f'"""\n{text.strip()}\n{tests[0]}\n"""\n'
         setup = '\n'.join(r.get('test_imports') or []) + '\n' + (r.get('test_setup_code') or '')
         body = r['test'] if task.endswith('plus') and r.get('test') else '\n'.join(tests + (r.get('challenge_test_list') or []))
+        checks = [(setup.strip() + '\n' if setup.strip() else '') + t for t in tests]
         out.append(Problem(task, str(r['task_id']), prompt, setup + '\n' + body + '\n', stop=PY_STOP[1:] + ['\n"""'],
-                           canonical=r.get('code'), prefix_in_program=False))
+                           canonical=r.get('code'), prefix_in_program=False, checks=checks))
     return out
 
 # %% ../nbs/00b_benchmarks.ipynb #de387883
@@ -132,14 +136,99 @@ def load_fim(path=None, language: str | None = None) -> list[Problem]:
                            canonical=r['canonical_solution'], suffix=r['suffix']))
     return out
 
+# %% ../nbs/00b_benchmarks.ipynb #b14df329
+@dataclass(frozen=True)
+class ExerciseFamily:
+    "A family of one-line Python exercises that differ only in one parameter `k`."
+    name: str             # family name in task ids, e.g. 'add_const'
+    fn: str               # function name carrying the parameter, e.g. 'add_{k}'
+    sig: str              # the one typed parameter and the return type, e.g. '(x: int) -> int'
+    doc: str              # one-sentence docstring, e.g. 'Return x plus {k}.'
+    expr: str             # the expression the reference returns, e.g. 'x + {k}'
+    ks: tuple             # the parameter's values
+    inputs: Callable      # k -> four test arguments; the first is the docstring's example
+
+    def reference(self, k) -> Callable:
+        "The reference solution as a Python function (it computes the tests' expected values)."
+        return eval(f"lambda {self.sig[1:self.sig.index(':')]}: {self.expr.format(k=k)}")
+
+_ABC = 'abcdefghijklmnopqrstuvwxyz'
+_F = ExerciseFamily
+EXERCISE_FAMILIES = [
+    _F('add_const', 'add_{k}', '(x: int) -> int', 'Return x plus {k}.', 'x + {k}', tuple(range(1, 61)),
+       lambda k: [3, 0, -k, 100]),
+    _F('sub_const', 'subtract_{k}', '(x: int) -> int', 'Return x minus {k}.', 'x - {k}', tuple(range(1, 61)),
+       lambda k: [50, 0, k, -7]),
+    _F('mul_const', 'times_{k}', '(x: int) -> int', 'Return x multiplied by {k}.', 'x * {k}', tuple(range(2, 61)),
+       lambda k: [3, 0, -2, 11]),
+    _F('floordiv_const', 'div_{k}', '(x: int) -> int', 'Return x divided by {k}, rounded down.', 'x // {k}',
+       tuple(range(2, 61)), lambda k: [3 * k + 1, k, k - 1, -1]),
+    _F('mod_const', 'mod_{k}', '(x: int) -> int', 'Return the remainder of x divided by {k}.', 'x % {k}',
+       tuple(range(2, 61)), lambda k: [k + 3, k, 2 * k - 1, 0]),
+    _F('greater_than', 'is_greater_than_{k}', '(x: int) -> bool', 'Return True if x is greater than {k}.', 'x > {k}',
+       tuple(range(0, 60)), lambda k: [k + 4, k, k + 1, k - 3]),
+    _F('repeat_str', 'repeat_{k}', '(s: str) -> str', 'Return s repeated {k} times.', 's * {k}', tuple(range(2, 13)),
+       lambda k: ['ab', '', 'x', 'abc']),
+    _F('first_chars', 'first_{k}', '(s: str) -> str', 'Return the first {k} characters of s.', 's[:{k}]',
+       tuple(range(1, 21)), lambda k: [_ABC[:k + 3], _ABC[:k], 'z', '']),
+    _F('ends_with', 'ends_with_{k}', '(s: str) -> bool', "Return True if s ends with '{k}'.", "s.endswith('{k}')",
+       tuple(_ABC), lambda k: [f'ab{k}', f'{k}1', '', k]),
+    _F('count_greater', 'count_greater_than_{k}', '(xs: list[int]) -> int',
+       'Return how many elements of xs are greater than {k}.', 'len([x for x in xs if x > {k}])', tuple(range(0, 60)),
+       lambda k: [[k - 1, k, k + 1, k + 5], [], [k + 1, k + 1, 0], [2 * k + 3]]),
+    _F('add_each', 'add_{k}_to_each', '(xs: list[int]) -> list[int]', 'Return xs with {k} added to each element.',
+       '[x + {k} for x in xs]', tuple(range(1, 61)), lambda k: [[1, 2, 3], [], [-k], [0, 10]]),
+    _F('keep_multiples', 'multiples_of_{k}', '(xs: list[int]) -> list[int]',
+       'Return the elements of xs that are multiples of {k}.', '[x for x in xs if x % {k} == 0]', tuple(range(2, 41)),
+       lambda k: [[k, k + 1, 2 * k, 3 * k + 1], [1], [0, 5 * k], [k - 1, k * k]]),
+]
+
+# %% ../nbs/00b_benchmarks.ipynb #2c4643fc
+def exercise(fam: ExerciseFamily,       # the family
+             k,                         # the parameter, one of `fam.ks`
+             task: str = 'exercises',   # 'exercises' (held out) or 'exercises-train'
+             ) -> Problem:
+    "One exercise in HumanEval's form: signature, docstring with one example, a one-line body and four asserts."
+    if k not in fam.ks: raise ValueError(f"exercise: {k!r} is not a parameter of family {fam.name!r}")
+    name, ref = fam.fn.format(k=k), fam.reference(k)
+    cases = [(repr(a), repr(ref(a))) for a in fam.inputs(k)]
+    prompt = (f'def {name}{fam.sig}:\n    """{fam.doc.format(k=k)}\n'
+              f'    >>> {name}({cases[0][0]})\n    {cases[0][1]}\n    """\n')
+    tests = ('def check(candidate):\n' + ''.join(f'    assert candidate({a}) == {e}\n' for a, e in cases)
+             + f'\n\ncheck({name})\n')
+    return Problem(task, f'exercises/{fam.name}/{k}', prompt, tests, stop=PY_STOP,
+                   canonical=f'    return {fam.expr.format(k=k)}\n', checks=[f'assert {name}({a}) == {e}' for a, e in cases])
+
+# %% ../nbs/00b_benchmarks.ipynb #b1baa0b9
+EXERCISE_HELDOUT = 0.15                                  # share of each family's parameter values held out of training
+EXERCISE_TASKS = {'heldout': 'exercises', 'train': 'exercises-train'}   # split -> task name
+
+def exercise_heldout(fam: ExerciseFamily) -> list:
+    "The parameter values of a family held out of training: a fixed pseudo-random sample, the same everywhere."
+    n = max(1, round(len(fam.ks) * EXERCISE_HELDOUT))
+    return sorted(random.Random(f'exercises/{fam.name}').sample(fam.ks, n), key=fam.ks.index)
+
+def exercises(split: str = 'heldout',   # 'heldout' (task 'exercises') or 'train' (task 'exercises-train')
+              ) -> list[Problem]:
+    "The generated exercises of one split, family by family in parameter order."
+    if split not in EXERCISE_TASKS: raise ValueError(f"exercises: unknown split {split!r} (known: {', '.join(EXERCISE_TASKS)})")
+    out = []
+    for fam in EXERCISE_FAMILIES:
+        held = set(exercise_heldout(fam))
+        out += [exercise(fam, k, EXERCISE_TASKS[split]) for k in fam.ks if (k in held) == (split == 'heldout')]
+    return out
+
 # %% ../nbs/00b_benchmarks.ipynb #33177469
 def load_task(name: str, path=None, limit: int | None = None) -> list[Problem]:
-    "Problems of a task by name: humaneval, humaneval-plus, mbpp, mbpp-plus, multiple-<lang>, fim, fim-<lang>."
+    "Problems of a task by name: humaneval, humaneval-plus, mbpp, mbpp-plus, multiple-<lang>, fim, fim-<lang>, exercises (held out), exercises-train."
+    if name in ('exercises', 'exercises-train') and path is not None:
+        raise ValueError(f"task {name!r} is generated and reads no data file (got {path})")
     if name == 'humaneval': ps = load_humaneval(path)
     elif name == 'humaneval-plus': ps = load_humaneval(path, 'humaneval-plus')
     elif name in ('mbpp', 'mbpp-plus'): ps = load_mbpp(path, name)
     elif name.startswith('multiple-'): ps = load_multiple(name.split('-', 1)[1], path)
     elif name == 'fim' or name.startswith('fim-'): ps = load_fim(path, name.split('-', 1)[1] if '-' in name else None)
+    elif name in ('exercises', 'exercises-train'): ps = exercises('heldout' if name == 'exercises' else 'train')
     else: raise ValueError(f"unknown task {name!r} (known: humaneval, humaneval-plus, mbpp, mbpp-plus, "
-                           f"multiple-<{'|'.join(MULTIPLE_LANGS)}>, fim, fim-<py|js|java>)")
+                           f"multiple-<{'|'.join(MULTIPLE_LANGS)}>, fim, fim-<py|js|java>, exercises, exercises-train)")
     return ps[:limit] if limit else ps
