@@ -31,12 +31,12 @@ from .config import ConfigError, Presets, YamlConfig, build, json_hash
 __all__ = ['LANGUAGE_EXTENSIONS', 'EXTENSION_LANGUAGE', 'STARCODERDATA_DIRS', 'SOURCE_KINDS', 'PRETRAIN_JACCARD',
            'INSTRUCT_SEED_JACCARD', 'MIXTURE_PRESETS', 'mixture_preset', 'mixture_names', 'FILTERS', 'language_of',
            'clean_notebook', 'SourceConfig', 'FilterConfig', 'DedupConfig', 'DecontConfig', 'ExecutorConfig',
-           'MixtureConfig', 'load_mixture', 'math_problem_docs', 'stdlib_dir', 'walk_source_files', 'read_text_file',
-           'SourceReader', 'SizeFilter', 'MaxLineLengthFilter', 'MeanLineLengthFilter', 'AlnumFractionFilter',
-           'AutogenFilter', 'quality_filters', 'CodeWordTokenizer', 'lsh_params', 'minhash_config', 'lsh_probability',
-           'MinhashVerifyPairs', 'load_benchmarks', 'Decontaminate', 'make_executor', 'corpus_stages', 'iter_shard',
-           'iter_documents', 'finalize_corpus', 'manifest_markdown', 'FinalizeCorpus', 'wait_for_slurm', 'run_stages',
-           'build_corpus']
+           'MixtureConfig', 'load_mixture', 'math_qa', 'math_problem_docs', 'stdlib_dir', 'walk_source_files',
+           'read_text_file', 'SourceReader', 'SizeFilter', 'MaxLineLengthFilter', 'MeanLineLengthFilter',
+           'AlnumFractionFilter', 'AutogenFilter', 'quality_filters', 'CodeWordTokenizer', 'lsh_params',
+           'minhash_config', 'lsh_probability', 'MinhashVerifyPairs', 'load_benchmarks', 'Decontaminate',
+           'make_executor', 'corpus_stages', 'iter_shard', 'iter_documents', 'finalize_corpus', 'manifest_markdown',
+           'FinalizeCorpus', 'wait_for_slurm', 'run_stages', 'build_corpus']
 
 # %% ../nbs/01_data.ipynb #2ea7d519
 LANGUAGE_EXTENSIONS: dict[str, tuple[str, ...]] = {
@@ -282,14 +282,28 @@ def _p_quadratic(r):
 _PROBLEMS = [_p_change, _p_linear, _p_rate, _p_percent, _p_system, _p_rect, _p_quadratic]
 _INTROS = ['Practice worksheet', 'Homework', 'Warm-up problems', 'Quiz', 'Revision exercises', 'Problem set']
 
+def _worksheets(seed: int) -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
+    "Endless worksheets `(title, [(question, solution, answer), ...])`, all drawn from `random.Random(seed)`."
+    r = random.Random(seed)
+    while True:
+        k = r.randint(3, 5)
+        title = f"{r.choice(_INTROS)} {r.randint(1, 999)}"
+        yield title, [f(r) for f in r.sample(_PROBLEMS, k)]
+
+def math_qa(count: int, seed: int = 0) -> list[dict]:
+    "`count` problems as `question`, `solution`, `answer`: those of `math_problem_docs(..., seed)`, in the same order."
+    out = []
+    for _, probs in (_worksheets(seed) if count > 0 else ()):
+        out += [dict(question=q, solution=sol, answer=ans) for q, sol, ans in probs]
+        if len(out) >= count: break
+    return out[:count]
+
 def math_problem_docs(count: int, seed: int = 0) -> list[str]:
     "`count` worksheets of math word problems with worked answers, deterministic from `seed`."
-    r, docs = random.Random(seed), []
-    for i in range(count):
-        k = r.randint(3, 5)
-        lines = [f"{r.choice(_INTROS)} {r.randint(1, 999)}", '']
-        for j, f in enumerate(r.sample(_PROBLEMS, k), 1):
-            q, sol, ans = f(r)
+    docs = []
+    for _, (title, probs) in zip(range(count), _worksheets(seed)):
+        lines = [title, '']
+        for j, (q, sol, ans) in enumerate(probs, 1):
             lines += [f"Problem {j}. {q}", f"Solution. {sol}", f"Answer: {ans}", '']
         docs.append('\n'.join(lines))
     return docs
