@@ -124,6 +124,13 @@ def test_chat_stream_stops_at_im_end(ckpt, tok):
         chat_stream(m, tok, [dict(role='tool', content='x')], prompt_format='alpha')
 
 
+def test_chat_stream_reraises_a_generation_error(ckpt, tok, monkeypatch):
+    _, m = ckpt
+    def boom(**kw): raise RuntimeError('out of memory')
+    monkeypatch.setattr(m, 'generate', boom)
+    with pytest.raises(RuntimeError, match='out of memory'):      # raised to the reader, which does not hang
+        list(chat_stream(m, tok, CONV[:2]))
+
 def test_chat_loop_keeps_history():
     seen = []
     def ask(msgs):
