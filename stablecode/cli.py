@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'data': ('stablecode.packing:cli', 'tokenize, FIM-transform and pack a corpus into token shards'),
     'pretrain': ('stablecode.pretrain:cli', 'staged pretraining from a config file (DeepSpeed ZeRO-1; --resume)'),
     'eval': ('stablecode.eval:cli', 'evaluate a checkpoint (HumanEval, MBPP, FIM) in the sandbox'),
+    'chat': ('stablecode.generate:chat_cli', 'talk to a checkpoint: one answer (--prompt) or a conversation on stdin'),
 }
 
 def _usage() -> str:
@@ -62,3 +63,6 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr); return 2
     rc = fn(rest)
     return int(rc or 0)
+
+# %% ../nbs/15_cli.ipynb #3402e073
+if __name__ == '__main__': sys.exit(main())

@@ -7,15 +7,19 @@ Docs: https://stablecode.github.io/stablecode/generate.html.md"""
 
 # %% ../nbs/05b_generate.ipynb #6febf0dd
 from __future__ import annotations
-import hashlib, json, os, time, urllib.error, urllib.request
+import argparse, hashlib, inspect, json, os, sys, threading, time, urllib.error, urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 import torch
+from jinja2 import TemplateError
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+from transformers import (AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList,
+                          TextIteratorStreamer)
+from .tokenizer import PROMPT_FORMATS, get_prompt_format, resolve_prompt_format
 
 # %% auto #0
-__all__ = ['cut', 'Backend', 'HFBackend', 'OpenAIBackend', 'complete']
+__all__ = ['cut', 'Backend', 'HFBackend', 'OpenAIBackend', 'complete', 'stream_until', 'stop_token_ids', 'chat_stream',
+           'chat_loop', 'user_turns', 'chat_cli']
 
 # %% ../nbs/05b_generate.ipynb #78501390
 def cut(text: str, stop: Sequence[str] | None) -> str:
@@ -113,3 +117,138 @@ def complete(model, tokenizer, prompts: list[str],
     b = HFBackend(model, tokenizer, batch_size=batch_size, device=str(next(model.parameters()).device))
     return b.generate(prompts, [list(stop or [])] * len(prompts), n=n, temperature=temperature, top_p=top_p,
                       max_new_tokens=max_new_tokens)
+
+# %% ../nbs/05b_generate.ipynb #ad6fd58b
+def stream_until(pieces: Iterable[str],        # text pieces as they are generated
+                 stops: Sequence[str],          # stop strings (empty ones ignored)
+                ) -> Iterator[str]:
+    "Pass `pieces` on up to the first stop string, never passing the stop itself or anything after it."
+    buf = ''
+    for p in pieces:
+        buf += p
+        done = cut(buf, stops)
+        if len(done) < len(buf):
+            if done: yield done
+            return
+        hold = max((k for s in stops if s for k in range(1, len(s)) if buf.endswith(s[:k])), default=0)
+        if len(buf) > hold: yield buf[:len(buf) - hold]; buf = buf[len(buf) - hold:]
+    if buf: yield buf
+
+# %% ../nbs/05b_generate.ipynb #037d2700
+class _Halt(StoppingCriteria):
+    "Ends generation at the next token once its event is set (the reader has stopped reading)."
+    def __init__(self): self.event = threading.Event()
+    def __call__(self, ids, scores, **kw): return torch.full((ids.shape[0],), self.event.is_set(), device=ids.device)
+
+def stop_token_ids(tok, stops: Sequence[str]) -> list[int]:
+    "Ids of the stop strings that are single tokens of `tok`: generation ends on them without decoding."
+    ids = [tok.convert_tokens_to_ids(s) for s in stops]
+    return [i for s, i in zip(stops, ids)
+            if i is not None and i != tok.unk_token_id and tok.convert_ids_to_tokens(i) == s]
+
+def _generate_thread(model, tok, enc, gen_kw: dict, stops: Sequence[str]) -> Iterator[str]:
+    "Run `model.generate` in a thread; yield its decoded text up to the first stop; re-raise its error here."
+    streamer, halt, failed = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True), _Halt(), []
+    def work():
+        try: model.generate(**enc, streamer=streamer, stopping_criteria=StoppingCriteriaList([halt]), **gen_kw)
+        except Exception as e: failed.append(e); streamer.end()
+    th = threading.Thread(target=work, daemon=True, name='chat-generate')
+    th.start()
+    try: yield from stream_until(streamer, stops)
+    finally: halt.event.set(); th.join()
+    if failed: raise failed[0]
+
+# %% ../nbs/05b_generate.ipynb #62154b54
+def chat_stream(model, tokenizer,
+                messages: list[dict],              # [{'role': 'system' | 'user' | 'assistant', 'content': str}, ...]
+                max_new_tokens: int = 256,         # answer budget in tokens
+                temperature: float = 0.0,          # 0 = greedy
+                top_p: float = 0.95,               # nucleus sampling mass (when temperature > 0)
+                prompt_format: str | None = None,  # a key of PROMPT_FORMATS; None = the tokenizer's own template
+               ) -> Iterator[str]:
+    "The assistant's answer to `messages`, as text pieces while it is generated, ended by the format's stops."
+    template, fmt = resolve_prompt_format(tokenizer, prompt_format)
+    try: enc = tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True,
+                                             return_dict=True, return_tensors='pt', sanitize_control_tokens=True)
+    except TemplateError as e: raise ValueError(str(e)) from None
+    enc = {k: v.to(next(model.parameters()).device) for k, v in enc.items() if k in ('input_ids', 'attention_mask')}
+    ends = stop_token_ids(tokenizer, fmt.stops) or [tokenizer.eos_token_id]
+    sample = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+    gen_kw = dict(max_new_tokens=max_new_tokens, eos_token_id=ends,
+                  pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ends[0], **sample)
+    return _generate_thread(model, tokenizer, enc, gen_kw, fmt.stops)
+
+# %% ../nbs/05b_generate.ipynb #7160a4f5
+def chat_loop(ask: Callable[[list[dict]], Iterable[str]],  # the conversation so far -> the answer's text pieces
+              read: Callable[[], str],                      # the next user turn; raises EOFError at the end
+              messages: list[dict],                         # the conversation so far (e.g. a system message); grows
+              out=None) -> int:                             # where answers are written (default: sys.stdout)
+    "Answer each user turn with `ask`, streaming the answer to `out`, until `read` raises EOFError; returns 0."
+    out = out or sys.stdout
+    while True:
+        try: line = read()
+        except EOFError: return 0
+        if not line.strip(): continue
+        messages.append(dict(role='user', content=line))
+        answer = []
+        for piece in ask(messages): out.write(piece); out.flush(); answer.append(piece)
+        out.write('\n'); out.flush()
+        messages.append(dict(role='assistant', content=''.join(answer)))
+
+def user_turns(prompt: str | None, stdin) -> Callable[[], str]:
+    "The user's turns: the one `--prompt`, else lines typed at a terminal (`>>> ` prompt) or read from a pipe."
+    if prompt is not None:
+        left = [prompt]
+        def once() -> str:
+            if not left: raise EOFError
+            return left.pop()
+        return once
+    if stdin.isatty():
+        import readline  # noqa: F401  line editing for input(); imported only here, for a person at a terminal
+        def typed() -> str:
+            try: return input('>>> ')
+            except EOFError: print(); raise      # Ctrl-D: leave the shell's prompt on a line of its own
+        return typed
+    def line() -> str:
+        s = stdin.readline()
+        if not s: raise EOFError
+        return s.rstrip('\n')
+    return line
+
+# %% ../nbs/05b_generate.ipynb #5b5f3f25
+def _chat_problem(a) -> str | None:
+    "What is wrong with the `stablecode chat` arguments, in one line; None when nothing is."
+    if a.prompt_format is not None and a.prompt_format not in PROMPT_FORMATS:
+        return f"unknown prompt format {a.prompt_format!r} (known: {', '.join(PROMPT_FORMATS)})"
+    p = Path(a.model)
+    if not p.exists(): return f"model path {p} does not exist"
+    if not (p / 'config.json').is_file(): return f"{p} is not a checkpoint directory (no config.json)"
+    if not any((p / f).is_file() for f in ('tokenizer.json', 'tokenizer_config.json')):
+        return f"{p} has no tokenizer (tokenizer.json / tokenizer_config.json)"
+    if a.max_new_tokens < 1: return f"--max-new-tokens must be at least 1, got {a.max_new_tokens}"
+    if a.temperature < 0 or not 0 < a.top_p <= 1: return "need --temperature >= 0 and 0 < --top-p <= 1"
+    if a.prompt is not None and not a.prompt.strip(): return "--prompt is empty"
+    return None
+
+def chat_cli(argv: list[str] | None = None) -> int:
+    "`stablecode chat MODEL [--prompt TEXT] [--system TEXT] [--prompt-format F] ...`; returns the exit code."
+    d = {k: v.default for k, v in inspect.signature(chat_stream).parameters.items()}   # chat_stream owns the defaults
+    ap = argparse.ArgumentParser(prog='stablecode chat', description='Talk to a checkpoint: one answer with --prompt, '
+                                 'else a conversation read line by line from standard input (Ctrl-D ends it).')
+    ap.add_argument('model', help='checkpoint directory (config.json, weights, tokenizer)')
+    ap.add_argument('--prompt', help='answer this one message and exit')
+    ap.add_argument('--system', help='a system message that opens the conversation')
+    ap.add_argument('--prompt-format', help=f"{' | '.join(PROMPT_FORMATS)} (default: the checkpoint's chat template)")
+    ap.add_argument('--max-new-tokens', type=int, default=d['max_new_tokens'], help='answer budget (%(default)s tokens)')
+    ap.add_argument('--temperature', type=float, default=d['temperature'], help='0 = greedy (%(default)s)')
+    ap.add_argument('--top-p', type=float, default=d['top_p'], help='nucleus sampling mass (%(default)s)')
+    a = ap.parse_args(argv)
+    if (err := _chat_problem(a)): print(f"stablecode chat: {err}", file=sys.stderr); return 2
+    try: b = HFBackend(a.model)
+    except (OSError, ValueError) as e:
+        print(f"stablecode chat: cannot load {a.model}: {str(e).strip().splitlines()[0]}", file=sys.stderr); return 2
+    ask = lambda msgs: chat_stream(b.model, b.tok, msgs, a.max_new_tokens, a.temperature, a.top_p, a.prompt_format)
+    if a.prompt is None and sys.stdin.isatty():
+        print(f"{a.model} ({resolve_prompt_format(b.tok, a.prompt_format)[1].name}); Ctrl-D ends", file=sys.stderr)
+    try: return chat_loop(ask, user_turns(a.prompt, sys.stdin), [dict(role='system', content=a.system)] if a.system else [])
+    except KeyboardInterrupt: print(file=sys.stderr); return 130

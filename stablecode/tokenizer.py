@@ -1,4 +1,4 @@
-"""Byte-level BPE with fixed special-token ids, a ChatML chat template, saved for `AutoTokenizer`.
+"""Byte-level BPE with fixed special-token ids, the chat templates of both instruct models, saved for `AutoTokenizer`.
 
 Docs: https://stablecode.github.io/stablecode/tokenizer.html.md"""
 
@@ -10,12 +10,15 @@ import json, hashlib, itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal
+from jinja2 import TemplateError
 from .config import YamlConfig, ConfigError
 from transformers.utils.chat_template_utils import render_jinja_template
 
 # %% auto #0
 __all__ = ['EOT', 'FIM_PREFIX', 'FIM_MIDDLE', 'FIM_SUFFIX', 'FIM_PAD', 'IM_START', 'IM_END', 'SPECIAL_TOKENS', 'SPECIAL_IDS',
-           'CHATML_TEMPLATE', 'chat_text', 'padded_vocab_size', 'train_tokenizer', 'special_ids', 'vocab_hash',
+           'CHATML_TEMPLATE', 'ALPHA_INSTRUCTION', 'ALPHA_RESPONSE', 'ALPHA_TEMPLATE', 'PROMPT_FORMATS',
+           'DEFAULT_FORMAT', 'PromptFormat', 'get_prompt_format', 'chat_text', 'set_chat_template', 'tokenizer_format',
+           'resolve_prompt_format', 'padded_vocab_size', 'train_tokenizer', 'special_ids', 'vocab_hash',
            'save_tokenizer', 'load_tokenizer', 'hub_tokenizer', 'TokenizerConfig', 'build_tokenizer']
 
 # %% ../nbs/02_tokenizer.ipynb #5d6becd3
@@ -35,11 +38,67 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '" + IM_START + "assistant\n' }}{% endif %}")
 
+ALPHA_INSTRUCTION, ALPHA_RESPONSE = '###Instruction', '###Response'   # StableCode alpha's instruct prompt headers
+ALPHA_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '" + ALPHA_INSTRUCTION + "\n' + message['content'] + '\n\n' }}"
+    "{% elif message['role'] == 'assistant' %}{{ '" + ALPHA_RESPONSE + "\n' }}"
+    "{% generation %}{{ message['content'] + '" + EOT + "' }}{% endgeneration %}"
+    "{% else %}{{ raise_exception(\"alpha prompt format: unknown role '\" + message['role'] +"
+    "\"' (system, user, assistant)\") }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '" + ALPHA_RESPONSE + "\n' }}{% endif %}")
+
+# %% ../nbs/02_tokenizer.ipynb #b0503a83
+@dataclass(frozen=True)
+class PromptFormat:
+    "How a conversation is written for a model, and which strings end its answer."
+    name: str                # key in `PROMPT_FORMATS`
+    template: str            # Jinja chat template, with `{% generation %}` around the assistant's part
+    stops: tuple[str, ...]   # generation ends at the first of these (never shown to the user)
+
+PROMPT_FORMATS: dict[str, PromptFormat] = {f.name: f for f in (
+    PromptFormat('chatml', CHATML_TEMPLATE, (IM_END, EOT)),                 # Stable Code Instruct 3B
+    PromptFormat('alpha', ALPHA_TEMPLATE, (EOT, ALPHA_INSTRUCTION)),        # stablecode-instruct-alpha-3b
+)}
+DEFAULT_FORMAT = 'chatml'    # what our instruction tuning writes, and what a tokenizer without a template gets
+
+def get_prompt_format(name: str) -> PromptFormat:
+    "The registered prompt format `name`; a one-line error listing the known ones otherwise."
+    if name not in PROMPT_FORMATS:
+        raise ValueError(f"unknown prompt format {name!r} (known: {', '.join(PROMPT_FORMATS)})")
+    return PROMPT_FORMATS[name]
+
 def chat_text(messages: list[dict],                 # [{'role': 'system' | 'user' | 'assistant', 'content': str}, ...]
               add_generation_prompt: bool = True,    # end with the assistant's opening, for generation
+              prompt_format: str = DEFAULT_FORMAT,   # a key of `PROMPT_FORMATS`
              ) -> str:
-    "A conversation as ChatML text: the chat template itself, rendered without a tokenizer (e.g. for an HTTP server)."
-    return render_jinja_template([messages], chat_template=CHATML_TEMPLATE, add_generation_prompt=add_generation_prompt)[0][0]
+    "A conversation as text in `prompt_format`: its chat template rendered without a tokenizer (e.g. for a server)."
+    tpl = get_prompt_format(prompt_format).template
+    try: return render_jinja_template([messages], chat_template=tpl, add_generation_prompt=add_generation_prompt)[0][0]
+    except TemplateError as e: raise ValueError(str(e)) from None
+
+# %% ../nbs/02_tokenizer.ipynb #dcbb4df9
+def set_chat_template(tok, prompt_format: str = DEFAULT_FORMAT):
+    "Give `tok` the chat template of `prompt_format` (saved with it: `chat_template.jinja`); returns `tok`."
+    tok.chat_template = get_prompt_format(prompt_format).template
+    return tok
+
+def tokenizer_format(tok) -> str | None:
+    "Name of the registered prompt format whose template `tok` carries; None for no template or another one."
+    own = getattr(tok, 'chat_template', None)
+    return next((f.name for f in PROMPT_FORMATS.values() if own == f.template), None)
+
+def resolve_prompt_format(tok, prompt_format: str | None = None) -> tuple[str, PromptFormat]:
+    "The chat template and format to prompt `tok`'s model with: `prompt_format` if named, else the tokenizer's own."
+    if prompt_format is not None:
+        fmt = get_prompt_format(prompt_format)
+        return fmt.template, fmt
+    own = getattr(tok, 'chat_template', None)
+    fmt = PROMPT_FORMATS[tokenizer_format(tok) or DEFAULT_FORMAT]
+    return (own or fmt.template), fmt
 
 # %% ../nbs/02_tokenizer.ipynb #8da8b4ab
 def padded_vocab_size(n: int, multiple: int = 64) -> int:
@@ -86,8 +145,7 @@ def train_tokenizer(texts: Iterable[str],            # training text, e.g. the `
     assert got == list(range(len(SPECIAL_TOKENS))), f"special token ids moved: {got}"
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOT, eos_token=EOT, pad_token=EOT,
                                    additional_special_tokens=SPECIAL_TOKENS[1:], model_max_length=16384)
-    fast.chat_template = CHATML_TEMPLATE
-    return fast
+    return set_chat_template(fast, DEFAULT_FORMAT)
 
 # %% ../nbs/02_tokenizer.ipynb #3bfa636a
 def special_ids(tok) -> dict[str, int]:
@@ -135,7 +193,7 @@ def hub_tokenizer(name: str = 'stabilityai/stable-code-3b',  # hub id of the tok
     if missing and not add_missing: raise ValueError(f"{name} lacks special tokens {missing}")
     if missing: tok.add_special_tokens({'additional_special_tokens': missing})
     if tok.eos_token is None: tok.eos_token = EOT
-    if getattr(tok, 'chat_template', None) is None: tok.chat_template = CHATML_TEMPLATE
+    if getattr(tok, 'chat_template', None) is None: set_chat_template(tok, DEFAULT_FORMAT)
     special_ids(tok)
     return tok
 
