@@ -207,6 +207,13 @@ def _stable_code_3b() -> dict:
              language='en', weight=0.03, domain='math'),
     ], executor=dict(kind='slurm', tasks=1000, partition='cpu', time='48:00:00'))
 
+def _stablecode_alpha() -> dict:
+    return dict(name='stablecode-alpha', sources=[
+        dict(name='starcoderdata', kind='hub', dataset='bigcode/starcoderdata', subsets=list(STARCODERDATA_DIRS.values()),
+             text='content', columns={'repository': 'max_stars_repo_name', 'path': 'max_stars_repo_path'},
+             group_by='repository', weight=1.0, domain='code'),
+    ], executor=dict(kind='slurm', tasks=1000, partition='cpu', time='48:00:00'))
+
 def _tiny(max_files: int = 300, math_count: int = 400) -> dict:
     return dict(name='tiny', sources=[
         dict(name='stdlib', kind='dir', path='<stdlib>', weight=0.8, domain='code', max_files=max_files, seed=0,
@@ -216,7 +223,8 @@ def _tiny(max_files: int = 300, math_count: int = 400) -> dict:
     ])
 
 # the named mixtures; `tiny` takes `max_files` and `math_count`
-MIXTURE_PRESETS = Presets('mixture', MixtureConfig, {'stable-code-3b': _stable_code_3b, 'tiny': _tiny})
+MIXTURE_PRESETS = Presets('mixture', MixtureConfig, {'stable-code-3b': _stable_code_3b, 'stablecode-alpha': _stablecode_alpha,
+                                                     'tiny': _tiny})
 mixture_preset, mixture_names = MIXTURE_PRESETS, MIXTURE_PRESETS.names
 
 def load_mixture(spec) -> MixtureConfig:

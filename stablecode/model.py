@@ -184,15 +184,16 @@ class StableCodeModel(nn.Module):
         self.layers = nn.ModuleList([DecoderLayer(cfg, i) for i in range(cfg.num_hidden_layers)])
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
 
-    def _check_inputs(self, input_ids, past_len):
+    def _check_inputs(self, input_ids, past_len, position_ids=None):
         cfg = self.cfg
         if input_ids.dim() != 2: raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
         if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size):
             bad = input_ids[(input_ids < 0) | (input_ids >= cfg.vocab_size)][0].item()
             raise ValueError(f"input_ids contains token id {bad}, outside the vocabulary [0, {cfg.vocab_size}) "
                              f"(config.vocab_size)")
-        if past_len + input_ids.shape[1] > cfg.max_position_embeddings:
-            raise ValueError(f"sequence length {past_len + input_ids.shape[1]} exceeds config.max_position_embeddings "
+        n = past_len + input_ids.shape[1] if position_ids is None else int(position_ids.max()) + 1 if position_ids.numel() else 0
+        if n > cfg.max_position_embeddings:          # packed rows (restarting positions) may be longer than any document
+            raise ValueError(f"sequence length {n} exceeds config.max_position_embeddings "
                              f"= {cfg.max_position_embeddings}")
 
     def forward(self, input_ids: torch.LongTensor,
@@ -203,7 +204,7 @@ class StableCodeModel(nn.Module):
                 use_cache: Optional[bool] = None, **kwargs) -> BaseModelOutputWithPast:
         cfg, past_key_values = self.cfg, cache_argument(cache, kwargs)
         past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
-        self._check_inputs(input_ids, past_len)
+        self._check_inputs(input_ids, past_len, position_ids)
         b, t = input_ids.shape
         if use_cache and past_key_values is None: past_key_values = DynamicCache(config=self.hf_config)
         if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape[1] != past_len + t:
@@ -321,7 +322,8 @@ def _load_config(path) -> Optional[StableLmConfig]:
 def _from_pretrained(cls, path, *args, config=None, **kwargs):
     "Load a `stablelm` (or `stablelm_epoch`) checkpoint directory or hub id; a `gpt_neox` directory goes to `from_gpt_neox`."
     f = Path(str(path)) / 'config.json'
-    if config is None and f.exists() and json.loads(f.read_text()).get('model_type') == 'gpt_neox': return cls.from_gpt_neox(path)
+    if f.exists() and json.loads(f.read_text()).get('model_type') == 'gpt_neox':   # `config` and `dtype` are honoured
+        return cls.from_gpt_neox(path, config=config, dtype=kwargs.get('dtype'))
     if config is None and Path(str(path)).is_dir(): config = _load_config(path)
     if isinstance(config, ModelConfig): config = config.to_hf()
     if config is not None and Path(str(path)).is_dir(): check_checkpoint(path, ModelConfig.from_hf(config))
@@ -395,12 +397,17 @@ def _read_state_dict(path: Path) -> dict:
     return {k: v for f in sorted(path.glob('pytorch_model*.bin')) for k, v in torch.load(f, map_location='cpu', weights_only=True).items()}
 
 @patch(cls_method=True)
-def from_gpt_neox(cls: StableCodeForCausalLM, source) -> StableCodeForCausalLM:
+def from_gpt_neox(cls: StableCodeForCausalLM, source,  # a `GPTNeoXForCausalLM`, or a `gpt_neox` checkpoint directory
+                  config=None,    # build this config (`ModelConfig` or `StableLmConfig`) instead, e.g. with another rope base
+                  dtype=None,     # cast the weights to this torch dtype (None: as stored)
+                  ) -> StableCodeForCausalLM:
     "Our model from a transformers `GPTNeoXForCausalLM` or a `gpt_neox` checkpoint directory (StableCode alpha)."
     if isinstance(source, nn.Module): hf, sd = source.config, source.state_dict()
     else: hf, sd = json.loads((Path(source) / 'config.json').read_text()), _read_state_dict(Path(source))
     cfg = model_config_from_gpt_neox(hf)
-    sd = gpt_neox_to_stablecode(sd, cfg)
+    sd = gpt_neox_to_stablecode(sd, cfg)                      # split with the checkpoint's own head count
+    if config is not None: cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_hf(config)
+    if isinstance(dtype, torch.dtype): sd = {k: v.to(dtype) for k, v in sd.items()}
     if cfg.tie_word_embeddings: sd.pop('lm_head.weight', None)
     with torch.device('meta'): m = cls(cfg)
     missing, unexpected = m.load_state_dict(sd, strict=False, assign=True)

@@ -16,7 +16,10 @@ from tqdm.auto import tqdm
 import deepspeed
 import torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
+from huggingface_hub import snapshot_download
+from transformers import AutoConfig
 from .config import ConfigError, ModelConfig, Presets, YamlConfig, build, json_hash, preset
+from .config import model_config_from_gpt_neox
 from .packing import DATA_PRESETS, Loader, PackedDataset, stream_dir
 from .tokenizer import load_tokenizer, padded_vocab_size
 from .model import StableCodeForCausalLM, flops_per_token
@@ -112,6 +115,32 @@ class PretrainConfig(YamlConfig):
 
 # %% ../nbs/06_pretrain.ipynb #65ab5b39
 _STABLELM_ADAMW = dict(betas=[0.9, 0.95], eps=1e-8, weight_decay=0.1, grad_clip=1.0)   # StableLM-3B-4E1T's settings
+def _stablecode_alpha_3b(global_batch_tokens: int = 4_194_304,  # tokens per optimizer step (not stated; Stable Code 3B's)
+                         lr: float = 3.2e-4,          # peak learning rate at 4,096 tokens (not stated)
+                         min_lr: float = 3.2e-5,      # where its cosine decay ends (not stated)
+                         warmup: int = 1000,          # its warmup steps (not stated)
+                         long_lr: float = 3.2e-5,     # peak learning rate at 16,384 tokens (not stated)
+                         long_min_lr: float = 3.2e-6, # where its cosine decay ends (not stated)
+                         long_warmup: int = 100,      # its warmup steps (not stated)
+                         init: str = 'scratch',       # the first stage's weights (not stated): 'scratch' or an HF checkpoint
+                         **run) -> dict:              # top-level `PretrainConfig` fields (data_dir, out_dir, resume, ...)
+    "StableCode alpha (REFERENCE §3): 300B tokens at 4,096, then 200B at 16,384, rope base 10,000 in both stages."
+    same = dict(global_batch_tokens=global_batch_tokens, decay='cosine', rope_theta=10_000.0, **_STABLELM_ADAMW)
+    recipe = dict(model='stablecode-alpha-3b', precision='bf16', zero_stage=1, activation_checkpointing=True, save_every=1000,
+                  data_dir='runs/stablecode-alpha/data', out_dir='runs/stablecode-alpha/pretrain',
+                  stages=[dict(name='code', init=init, tokens=300_000_000_000, micro_batch=4, lr=lr, min_lr=min_lr,
+                               warmup=warmup, **same),
+                          dict(name='long_context', init='previous', tokens=200_000_000_000, micro_batch=1, lr=long_lr,
+                               min_lr=long_min_lr, warmup=long_warmup, **same)])
+    return {**recipe, **run}
+
+_TINY = dict(
+    model='tiny', precision='fp32', zero_stage=1, save_every=50,
+    stages=[dict(name='code', init='scratch', steps=150, global_batch_tokens=4096, micro_batch=16,
+                 lr=3e-3, min_lr=3e-4, warmup=15, rope_theta=10_000.0, **_STABLELM_ADAMW),
+            dict(name='long_context', init='previous', steps=40, global_batch_tokens=4096, micro_batch=4,
+                 lr=1e-3, min_lr=1e-4, warmup=4, rope_theta=1_000_000.0, **_STABLELM_ADAMW)])
+
 PRETRAIN_PRESETS = Presets('pretrain', PretrainConfig, {
     'stable-code-3b': dict(
         model='stable-code-3b', precision='bf16', zero_stage=1, activation_checkpointing=True, save_every=1000,
@@ -122,12 +151,9 @@ PRETRAIN_PRESETS = Presets('pretrain', PretrainConfig, {
                 dict(name='long_context', init='previous', tokens=20_000_000_000,
                      global_batch_tokens=4_194_304, micro_batch=1, lr=3.2e-5, min_lr=3.2e-6, warmup=100, decay='cosine',
                      rope_theta=1_000_000.0, **_STABLELM_ADAMW)]),
-    'tiny': dict(
-        model='tiny', precision='fp32', zero_stage=1, save_every=50,
-        stages=[dict(name='code', init='scratch', steps=150, global_batch_tokens=4096, micro_batch=16,
-                     lr=3e-3, min_lr=3e-4, warmup=15, rope_theta=10_000.0, **_STABLELM_ADAMW),
-                dict(name='long_context', init='previous', steps=40, global_batch_tokens=4096, micro_batch=4,
-                     lr=1e-3, min_lr=1e-4, warmup=4, rope_theta=1_000_000.0, **_STABLELM_ADAMW)]),
+    'tiny': _TINY,
+    'stablecode-alpha-3b': _stablecode_alpha_3b,              # a function: its keywords are the unstated values
+    'tiny-alpha': dict(_TINY, model='tiny-alpha', stages=[dict(s, rope_theta=10_000.0) for s in _TINY['stages']]),
 })
 
 pretrain_preset = PRETRAIN_PRESETS      # `pretrain_preset('tiny', out_dir=...)`: a preset with top-level field overrides
@@ -154,23 +180,32 @@ def seq_lens(cfg: PretrainConfig) -> dict[str, int]:
     return {s.stream: stage_data(cfg, s).seq_len for s in cfg.stages}
 
 # %% ../nbs/06_pretrain.ipynb #eff268c6
+def _download_gpt_neox(repo_id: str) -> str:
+    "A local copy of a hub `gpt_neox` checkpoint: its safetensors, or its `pytorch_model*.bin` when it has none."
+    local = snapshot_download(repo_id, allow_patterns=['*.json', '*.safetensors'])
+    if any(Path(local).glob('*.safetensors')): return local
+    return snapshot_download(repo_id, allow_patterns=['*.json', 'pytorch_model*.bin'])
+
 def init_model(cfg: PretrainConfig, stage: TrainStage, vocab_size: int, seq_len: int,
                previous: Path | None = None) -> StableCodeForCausalLM:
     "The model `stage` starts from, with the stage's rope base and sequence length applied to its config."
     if stage.init == 'scratch':
         mc, path = preset(cfg.model, vocab_size=vocab_size), None
     else:
-        from transformers import AutoConfig
         path = previous if stage.init == 'previous' else stage.init
         if path is None: raise ConfigError(f"stage '{stage.name}': init 'previous' but there is no previous stage")
-        mc = ModelConfig.from_hf(AutoConfig.from_pretrained(str(path)))
+        hf = AutoConfig.from_pretrained(str(path))
+        if hf.model_type == 'gpt_neox':                 # StableCode alpha: the adapter reads a local directory
+            mc = model_config_from_gpt_neox(hf)
+            if not Path(str(path)).is_dir(): path = _download_gpt_neox(str(path))
+        else: mc = ModelConfig.from_hf(hf)
     over = dict(max_position_embeddings=max(mc.max_position_embeddings, seq_len))
     if stage.rope_theta is not None: over['rope_theta'] = stage.rope_theta
     mc = replace(mc, **over)
     if path is None:
         torch.manual_seed(cfg.seed)
         return StableCodeForCausalLM(mc)
-    return StableCodeForCausalLM.from_pretrained(str(path), config=mc.to_hf(), dtype=torch.float32)
+    return StableCodeForCausalLM.from_pretrained(str(path), config=mc, dtype=torch.float32)   # gpt_neox: from_gpt_neox
 
 # %% ../nbs/06_pretrain.ipynb #af565d58
 def _free_port() -> int:

@@ -119,3 +119,72 @@ def test_tiny_alpha_preset_round_trips_and_stablelm_refused_by_gpt_neox(tmp_path
     assert ModelConfig.from_hf(m.config) == c
     with pytest.raises(ValueError, match='no GPT-NeoX equivalent'): StableCodeForCausalLM(preset('tiny')).save_gpt_neox(tmp_path / 'x')
     assert not (tmp_path / 'x').exists()                                 # refused before writing
+
+
+# --- StableCode alpha through the pretraining stage: `tiny-alpha` from scratch, then from GPT-NeoX checkpoints ---------
+import gzip, sysconfig
+from dataclasses import replace
+from pathlib import Path
+from stablecode.packing import Loader, PackConfig, PackedDataset, pack_streams, stream_dir
+from stablecode.pretrain import TrainStage, pretrain_preset, run_local
+from stablecode.tokenizer import padded_vocab_size, save_tokenizer, train_tokenizer
+
+@pytest.fixture(scope='module')
+def alpha_run(tmp_path_factory):
+    """A small corpus and BPE, a stock GPT-NeoX checkpoint saved by transformers, and one launch of the entry point
+    with three stages: `tiny-alpha`'s two (scratch, then its own gpt_neox checkpoint) and one started from the stock one."""
+    d = tmp_path_factory.mktemp('alpha')
+    files = sorted(Path(sysconfig.get_paths()['stdlib']).glob('*.py'))[:30]
+    docs = [dict(text=f.read_text(encoding='utf-8', errors='replace'), id=f.name, metadata=dict(source='code')) for f in files]
+    (d / 'data' / 'corpus').mkdir(parents=True)
+    with gzip.open(d / 'data' / 'corpus' / '00000.jsonl.gz', 'wt', encoding='utf-8') as f:
+        for x in docs: f.write(json.dumps(x) + '\n')
+    tok = train_tokenizer((x['text'] for x in docs), vocab_size=1024)
+    save_tokenizer(tok, d / 'data' / 'tokenizer')
+    pack_streams(d / 'data', dict(code=PackConfig(seq_len=64), long_context=PackConfig(seq_len=128, fim_scope='file')), tok)
+    torch.manual_seed(3)
+    stock = GPTNeoXForCausalLM(model_config_to_gpt_neox(preset('tiny-alpha', vocab_size=padded_vocab_size(len(tok)))))
+    stock.save_pretrained(d / 'stock')                                   # transformers' own gpt_neox checkpoint
+    cfg = pretrain_preset('tiny-alpha', data_dir=str(d / 'data'), out_dir=str(d / 'out'), save_every=0, deterministic=True,
+                          progress=False, tensorboard=False, peak_tflops=1.0)
+    fast = dict(steps=2, global_batch_tokens=1024, micro_batch=8, warmup=1)              # two micro-steps of 8 x 64
+    cfg.stages = [replace(cfg.stages[0], **fast), replace(cfg.stages[1], steps=2, global_batch_tokens=1024, micro_batch=4),
+                  TrainStage(name='from_stock', data='code', init=str(d / 'stock'), **fast)]
+    run_local(cfg, d / 'config.yaml')
+    return d, cfg
+
+def _first_loss(model, cfg, stage) -> float:
+    "The loss of step 0 of `stage` computed with `model`: the mean over its micro-steps, before any update."
+    ds = PackedDataset(stream_dir(cfg.data_dir, stage.stream))
+    loader, gas = Loader(ds, stage.micro_batch, seed=cfg.seed), stage.grad_accum(1, ds.seq_len)
+    keys = ('input_ids', 'labels', 'position_ids', 'document_ids')
+    with torch.no_grad():
+        return sum(model(**{k: v for k, v in loader.batch_at(m).items() if k in keys}).loss.item() for m in range(gas)) / gas
+
+def test_tiny_alpha_trains_through_the_entry_point_into_gpt_neox_checkpoints(alpha_run):
+    d, cfg = alpha_run
+    s = {x['stage']: x for x in json.loads((d / 'out' / 'summary.json').read_text())['stages']}
+    assert list(s) == ['code', 'long_context', 'from_stock']
+    assert [s[n]['seq_len'] for n in s] == [64, 128, 64] and all(x['rope_theta'] == 10_000.0 for x in s.values())
+    assert 6.0 < s['code']['first_loss'] < 7.5                           # ln(1024) = 6.93: a fresh model
+    ids = torch.randint(0, 1024, (2, 21))
+    for n in s:
+        hf = d / 'out' / n / 'hf'
+        assert json.loads((hf / 'config.json').read_text())['model_type'] == 'gpt_neox'
+        stock = AutoModelForCausalLM.from_pretrained(hf).eval()
+        ours = StableCodeForCausalLM.from_pretrained(hf).eval()
+        assert type(stock) is GPTNeoXForCausalLM and ours.cfg.mlp == 'gelu' and ours.cfg.parallel_block == 'gptneox'
+        with torch.no_grad(): assert (stock(ids).logits - ours(ids).logits).abs().max().item() < 1e-5
+
+@pytest.mark.parametrize('stage,start', [('long_context', 'out/code/hf'), ('from_stock', 'stock')])
+def test_a_stage_starts_from_the_gpt_neox_checkpoint_it_names(alpha_run, stage, start):
+    "The stage's logged first loss is the starting checkpoint's loss on the same batches: it began from those weights."
+    d, cfg = alpha_run
+    st = next(x for x in cfg.stages if x.name == stage)
+    logged = json.loads((d / 'out' / stage / 'metrics.jsonl').read_text().splitlines()[0])['loss']
+    begin = StableCodeForCausalLM.from_pretrained(d / start).eval()
+    assert abs(_first_loss(begin, cfg, st) - logged) < 1e-4
+    fresh = StableCodeForCausalLM(begin.cfg).eval()                      # same shape, other weights: another loss
+    assert abs(_first_loss(fresh, cfg, st) - logged) > 0.01
+    after = StableCodeForCausalLM.from_pretrained(d / 'out' / stage / 'hf')
+    assert not torch.equal(after.model.layers[0].mlp.up_proj.weight, begin.model.layers[0].mlp.up_proj.weight)   # it trained

@@ -62,3 +62,31 @@ def test_evaluation_ran_on_the_final_checkpoint(rehearsal):
     he = res['tasks']['humaneval']
     assert len(he['per_problem']) == 4 and all(p['n'] == 2 for p in he['per_problem'])      # the overlay's 4 x 2 samples
     assert res['model'].endswith('pretrain/long_context/hf')                                 # the rehearsed model
+
+
+# StableCode alpha's run rehearsed the same way: its YAML's own `rehearsal` section, nothing changed here (the
+# `tiny-alpha` GPT-NeoX model, 2 + 1 steps over two DeepSpeed CPU processes, two HumanEval problems).
+@pytest.fixture(scope='module')
+def alpha_rehearsal(tmp_path_factory):
+    d = tmp_path_factory.mktemp('rehearse-alpha')
+    r = subprocess.run([str(Path(sys.executable).parent/'stablecode'), 'run',
+                        str(ROOT/'papermill_runs'/'stablecode-alpha-a100x256.yaml'), '--rehearse', '--no-progress',
+                        '--run-dir', str(d/'run')], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, 'HF_HUB_OFFLINE': '1'}, timeout=1500)
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-6000:])
+    return d/'run'
+
+
+def test_the_alpha_yaml_rehearses_its_gpt_neox_model_end_to_end(alpha_rehearsal):
+    run_dir = alpha_rehearsal
+    m = json.loads((run_dir/'manifest.json').read_text())
+    assert m['status'] == 'done' and list(m['stages']) == ['data', 'pretrain', 'eval']
+    assert m['run'] == 'stablecode-alpha-a100x256-rehearsal' and m['rehearsal']['parameters']['pretrain']['preset_name'] == 'tiny-alpha'
+    assert 'deepspeed.launcher.launch' in (run_dir/'pretrain'/'launch.log').read_text()
+    s = json.loads((run_dir/'pretrain'/'summary.json').read_text())['stages']
+    assert [(x['stage'], x['steps'], x['world_size'], x['rope_theta']) for x in s] == [
+        ('code', 2, 2, 10_000.0), ('long_context', 1, 2, 10_000.0)]                       # rope base 10,000 in both
+    conf = json.loads((run_dir/'pretrain'/'long_context'/'hf'/'config.json').read_text())
+    assert conf['model_type'] == 'gpt_neox' and conf['architectures'] == ['GPTNeoXForCausalLM']
+    res = json.loads((run_dir/'eval'/'results.json').read_text())
+    assert res['model'].endswith('pretrain/long_context/hf') and len(res['tasks']['humaneval']['per_problem']) == 2
