@@ -277,5 +277,5 @@ def test_exercise_conversations_on_hand_made_problems():
     assert len(rows) == 2 and {r['source'] for r in rows} == {'exercises'}
     sys_, user, answer = rows[0]['messages']
     assert sys_ == msg('system', SYSTEM) and 'Complete the following Python code' in user['content']
-    assert answer == msg('assistant', '```python\ndef square(x):\n    """Return x squared."""\n    return x * x\n```')
+    assert answer == msg('assistant', '```python\ndef square(x):\n    return x * x\n```')   # the function without its docstring
     assert ast.parse(_code_block(answer['content'])) and 'JavaScript' in rows[1]['messages'][1]['content']

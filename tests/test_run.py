@@ -216,6 +216,14 @@ def test_full_scale_dry_run_prints_deepspeed(capsys):
     assert not (ROOT/'papermill_runs'/'stable-code-3b-a100x256').exists()   # a dry run writes nothing
 
 
+def _check_alignment_stages(run, st):
+    "The SFT and DPO stages name presets that exist, validate, and whose global batch divides over the stage's launch."
+    from stablecode.dpo import dpo_preset
+    from stablecode.sft import grad_accum, sft_preset
+    for name, presets in (('sft', sft_preset), ('dpo', dpo_preset)):
+        if name in st:
+            assert grad_accum(presets(st[name].parameters['preset_name']), run.stage_launch(name).world_size) >= 1
+
 @pytest.mark.parametrize('yaml_path', sorted((ROOT/'papermill_runs').glob('*.yaml')), ids=lambda p: p.name)
 def test_run_presets_parse_and_validate(yaml_path):
     r = load_run(yaml_path)
@@ -236,9 +244,10 @@ def test_run_presets_parse_and_validate(yaml_path):
         pc, dp = pretrain_preset(st['pretrain'].parameters['preset_name']), st['data'].parameters['data_preset']
         lens = {n: p.seq_len for n, p in DATA_PRESETS(dp).with_packs(st['data'].parameters.get('packs')).packs.items()}
         pc.check_world(run.stage_launch('pretrain').world_size, lens)  # the streams exist and the batch fits the launch
+        _check_alignment_stages(run, st)
     if yaml_path.stem == 'tiny-cpu':
         assert r.config.launch is None and stages['pretrain'].parameters['preset_name'] == 'tiny'
-        assert [s.name for s in r.config.stages] == ['data', 'pretrain', 'evidence', 'eval']
+        assert [s.name for s in r.config.stages] == ['data', 'pretrain', 'evidence', 'sft', 'dpo', 'eval']
     if yaml_path.stem == 'stable-code-3b-a100x256':
         lc, p = r.config.launch, stages['pretrain'].parameters
         assert (lc.launcher, lc.nodes, lc.gpus_per_node, lc.world_size) == ('deepspeed', 32, 8, 256)
@@ -246,6 +255,8 @@ def test_run_presets_parse_and_validate(yaml_path):
         assert (pc.zero_stage, pc.precision) == (1, 'bf16') and all(s.global_batch_tokens == 4_194_304 for s in pc.stages)
         assert pc.check_world(lc.world_size, {'code': 4096, 'long_context': 16384}) == {'code': 1, 'long_context': 1}
         assert r.config.rehearsed().stage_launch('pretrain').launcher == 'deepspeed'     # rehearsed with the same launcher
+        assert stages['sft'].parameters['preset_name'] == stages['dpo'].parameters['preset_name'] == 'stable-code-instruct-3b'
+        assert stages['eval'].parameters['instruct_model_path'] == 'dpo/hf'
 
 
 def test_a_run_missing_a_stage_input_fails_before_any_work(tmp_path):
@@ -259,3 +270,27 @@ def test_a_run_missing_a_stage_input_fails_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=r"stage 'pretrain' \(nbs/06_pretrain.ipynb\) reads what nbs/04_packing.ipynb produces"):
         run(y, progress=False)
     assert not (tmp_path/'no-data').exists()
+
+
+def test_the_alpha_yaml_is_the_alpha_recipe(capsys):
+    "StableCode alpha's run: its mixture, streams, GPT-NeoX model and two stages at 256 GPUs; rehearsed at `tiny-alpha`."
+    from stablecode.data import mixture_preset
+    from stablecode.packing import DATA_PRESETS
+    from stablecode.pretrain import pretrain_preset
+    y = ROOT/'papermill_runs'/'stablecode-alpha-a100x256.yaml'
+    r = load_run(y)
+    st = {s.name: s.parameters for s in r.config.stages}
+    assert list(st) == ['data', 'pretrain', 'eval'] and r.config.launch.world_size == 256
+    mix = mixture_preset(st['data']['mixture'])
+    assert [s.dataset for s in mix.sources] == ['bigcode/starcoderdata'] and len(mix.sources[0].subsets) == 18
+    lens = {n: p.seq_len for n, p in DATA_PRESETS(st['data']['data_preset']).packs.items()}
+    pc = pretrain_preset(st['pretrain']['preset_name'], **st['pretrain']['preset_args'])
+    assert pc == pretrain_preset('stablecode-alpha-3b')                  # the YAML spells out the preset's defaults
+    assert [(s.stream, lens[s.stream], s.tokens, s.rope_theta, s.init) for s in pc.stages] == [
+        ('code', 4096, 300_000_000_000, 10_000.0, 'scratch'), ('long_context', 16384, 200_000_000_000, 10_000.0, 'previous')]
+    assert pc.model == 'stablecode-alpha-3b' and pc.check_world(256, lens) == {'code': 1, 'long_context': 1}
+    assert pretrain_preset('stablecode-alpha-3b', **{**st['pretrain']['preset_args'], 'lr': 1e-4}).stages[0].lr == 1e-4
+    reh = {s.name: s.parameters for s in r.config.rehearsed().stages}['pretrain']
+    assert (reh['preset_name'], reh['preset_args']) == ('tiny-alpha', None)
+    assert cli([str(y), '--dry-run']) == 0
+    assert '--module stablecode.pretrain --config' in capsys.readouterr().out and not r.run_dir.exists()
