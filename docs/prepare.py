@@ -204,6 +204,33 @@ def comparison_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
     if he:
         p1 = (he.get('pass_at') or {}).get('pass@1')
         rows.append(('eval', "HumanEval pass@1", f"{100 * p1:.1f}%" if p1 is not None else "n/a", "30.7% (T = 0.2, n = 50)"))
+    return rows + instruct_rows(run_dir)
+
+
+def _pct(x) -> str: return f"{100 * x:.1f}%" if isinstance(x, (int, float)) else "n/a"
+
+
+def instruct_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
+    "The Instruct half's figures (SFT, DPO, the final model's evaluation) next to the report's."
+    sft, dpo = _load(run_dir/'sft'/'evidence.json'), _load(run_dir/'dpo'/'evidence.json')
+    ins = ((_load(run_dir/'eval'/'instruct'/'results.json') or {}).get('tasks') or {})
+    rows = []
+    if sft and 'sft' in sft:
+        b, s = sft.get('base') or {}, sft['sft']
+        rows.append(('sft', "greedy answers closing their turn with `<|im_end|>`: base → SFT",
+                     f"{_pct(b.get('closes_turn'))} → {_pct(s.get('closes_turn'))}", "—"))
+        rows.append(('sft', f"held-out `exercises` pass@1 ({s.get('problems')} problems): base → SFT",
+                     f"{_pct(b.get('exercises_pass1'))} → {_pct(s.get('exercises_pass1'))}", "MultiPL-E average .44 after SFT"))
+    if dpo:
+        t, rw = dpo.get('exercises_pass1') or {}, dpo.get('rewards') or {}
+        if 'dpo' in t: rows.append(('dpo', "held-out `exercises` pass@1: SFT → DPO", f"{_pct(t.get('sft'))} → {_pct(t['dpo'])}",
+                                    "MultiPL-E average .44 → .47"))
+        if rw.get('accuracies') is not None:
+            rows.append(('dpo', "held-out execution-ranked pairs: reward accuracy / margin after DPO (0 / 0 before)",
+                         f"{rw['accuracies']:.2f} / {rw['margins']:.3f}", "—"))
+    for task, label, ref in (('humaneval', 'HumanEval', 'StableCode alpha instruct 26.9%'), ('exercises', '`exercises`', '—')):
+        p1 = ((ins.get(task) or {}).get('pass_at') or {}).get('pass@1')
+        if p1 is not None: rows.append(('eval', f"{label} pass@1 of the final instruction model (ChatML)", _pct(p1), ref))
     return rows
 
 

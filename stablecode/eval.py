@@ -15,14 +15,14 @@ import numpy as np
 from tqdm.auto import tqdm
 from . import sandbox
 from .generate import Backend, HFBackend, OpenAIBackend, cut
-from .tokenizer import EOT, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, IM_END, chat_text
+from .tokenizer import EOT, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, IM_END, chat_text, get_prompt_format
 from .benchmarks import MULTIPLE_LANGS, PY_STOP, Problem, load_fim, load_humaneval, load_mbpp, load_multiple, load_task
 
 # %% auto #0
-__all__ = ['FIM_TOKENS', 'CHAT_LANG', 'SYSTEM', 'REFERENCE_MULTIPLE', 'REFERENCE_HUMANEVAL', 'pass_at_k', 'mean_pass_at_k',
-           'fim_prompt', 'fim_match', 'chat_messages', 'chat_answer', 'chatml_prompt', 'extract_code',
-           'CanonicalBackend', 'TaskResult', 'model_fingerprint', 'evalplus_limits', 'evaluate', 'per_language',
-           'markdown_table', 'write_report', 'cli']
+__all__ = ['FIM_TOKENS', 'CHAT_LANG', 'SYSTEM', 'OUTCOMES', 'REFERENCE_MULTIPLE', 'REFERENCE_HUMANEVAL', 'pass_at_k',
+           'mean_pass_at_k', 'fim_prompt', 'fim_match', 'chat_messages', 'chat_answer', 'chat_prompt', 'extract_code',
+           'CanonicalBackend', 'TaskResult', 'model_fingerprint', 'evalplus_limits', 'evaluate', 'classify_outcome',
+           'outcome_rank', 'execution_outcomes', 'per_language', 'markdown_table', 'write_report', 'cli']
 
 # %% ../nbs/10_eval.ipynb #f8c815bc
 def pass_at_k(n: int,  # samples generated for the problem
@@ -67,9 +67,9 @@ def chat_answer(p: Problem, completion: str) -> str:
     "The answer an instruction model is taught for `p`: the whole program (prompt + completion) in one fenced block."
     return f"```{p.language}\n{p.prompt}{completion.rstrip()}\n```"
 
-def chatml_prompt(p: Problem, system: str = SYSTEM) -> str:
-    "The problem as a ChatML conversation ending with the assistant's turn."
-    return chat_text(chat_messages(p, system))
+def chat_prompt(p: Problem, prompt_format: str = 'chatml', system: str = SYSTEM) -> str:
+    "The problem as a conversation in `prompt_format` (ChatML, or StableCode alpha's), ending with the assistant's turn."
+    return chat_text(chat_messages(p, system), prompt_format=prompt_format)
 
 def extract_code(response: str, p: Problem) -> str:
     "A completion for `p` from a chat answer: the first fenced block, minus the prompt if the block repeats it."
@@ -122,7 +122,7 @@ def model_fingerprint(backend: Backend) -> str:
     backend._sc_fingerprint = f"{type(m).__name__}:{h.hexdigest()[:16]}"
     return backend._sc_fingerprint
 
-def _gen_key(p: Problem, backend: str, n: int, temperature: float, top_p: float, chat: bool, max_new: int) -> str:
+def _gen_key(p: Problem, backend: str, n: int, temperature: float, top_p: float, chat: str | bool, max_new: int) -> str:
     return hashlib.sha256(json.dumps([p.task, p.task_id, p.prompt, p.suffix, p.stop, backend, n, temperature, top_p,
                                       chat, max_new]).encode()).hexdigest()[:20]
 
@@ -173,7 +173,8 @@ def evaluate(problems: Sequence[Problem],       # problems of one or more tasks
              top_p: float = 0.95,               # nucleus sampling
              max_new_tokens: int = 256,         # completion length cap
              ks: Sequence[int] = (1, 10, 100),  # pass@k reported where n >= k
-             chat: bool = False,                # ChatML prompts and code-block extraction (instruction models)
+             chat: bool = False,                # chat prompts and code-block extraction (instruction models)
+             prompt_format: str = 'chatml',     # the chat prompt format (02_tokenizer: chatml, alpha)
              timeout: float = 10.0,             # per-program wall-clock limit (seconds)
              memory_mb: int = 2048,             # per-program memory limit
              workers: int | None = None,        # parallel sandbox workers (default: cores)
@@ -196,14 +197,15 @@ def evaluate(problems: Sequence[Problem],       # problems of one or more tasks
     for d in _load_jsonl_tolerant(gpath):
         if 'key' in d and isinstance(d.get('completions'), list): have[d['key']] = d['completions']
     fp = model_fingerprint(backend)
-    keys = [_gen_key(p, fp, n, temperature, top_p, chat, max_new_tokens) for p in problems]
+    fmt = get_prompt_format(prompt_format) if chat else None
+    keys = [_gen_key(p, fp, n, temperature, top_p, chat and prompt_format, max_new_tokens) for p in problems]
     todo = [i for i, k in enumerate(keys) if k not in have]
     with open(gpath, 'a', encoding='utf-8') as fh:
         for b in tqdm(range(0, len(todo), gen_batch), desc='generation batches', disable=not progress or not todo):
             idx = todo[b:b + gen_batch]
             ps = [problems[i] for i in idx]
-            prompts = [chatml_prompt(p) if chat else fim_prompt(p) if p.is_fim else p.prompt for p in ps]
-            stops = [([IM_END, EOT] if chat else p.stop) for p in ps]
+            prompts = [chat_prompt(p, prompt_format) if chat else fim_prompt(p) if p.is_fim else p.prompt for p in ps]
+            stops = [(list(fmt.stops) if chat else p.stop) for p in ps]
             comps = backend.generate(prompts, stops, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
             for i, p, cs in zip(idx, ps, comps):
                 if chat: cs = [extract_code(c, p) for c in cs]
@@ -250,6 +252,47 @@ def evaluate(problems: Sequence[Problem],       # problems of one or more tasks
                                   dict(outcomes), sandbox._level())
     return tables
 
+# %% ../nbs/10_eval.ipynb #8a3b259c
+OUTCOMES = ('compile_error', 'runtime_error', 'some_pass', 'all_pass')   # worst to best
+
+def classify_outcome(status: str,        # the sandbox status of the sample against the whole test code
+                     checks_passed: int, # single checks it passes
+                     ) -> str:
+    "The outcome level of one sample."
+    if status == 'passed': return 'all_pass'
+    if status == 'compile_error': return 'compile_error'
+    return 'some_pass' if checks_passed > 0 else 'runtime_error'
+
+def outcome_rank(o: dict) -> tuple[int, float]:
+    "Sort key of an outcome (higher is better): its level, then the share of single checks passed."
+    return OUTCOMES.index(o['outcome']), o['checks_passed'] / max(o['checks'], 1)
+
+def execution_outcomes(problems: Sequence[Problem],     # Python problems
+                       completions: list[list[str]],    # samples per problem (completions, as `evaluate` keeps them)
+                       timeout: float = 10.0, memory_mb: int = 2048, workers: int | None = None,
+                       progress: bool = True) -> list[list[dict]]:
+    "Run every sample against its problem's tests, and each failing one against the single checks; outcomes per sample."
+    bad = sorted({p.task for p in problems if p.language != 'python'})
+    if bad: raise ValueError(f"execution_outcomes: Python problems only (tests run apart from the program), got {bad}")
+    job = lambda p, c, t: {'program': p.solution(c), 'tests': t, 'timeout': timeout, 'memory_mb': memory_mb}
+    flat = [(p, c) for p, cs in zip(problems, completions) for c in cs]
+    full = sandbox.run_batch([job(p, c, p.tests) for p, c in flat], workers=workers, progress=progress)
+    again = [(k, ch) for k, ((p, c), r) in enumerate(zip(flat, full)) if r.status not in ('passed', 'compile_error')
+             for ch in p.checks]
+    single = sandbox.run_batch([job(*flat[k], ch) for k, ch in again], workers=workers, progress=progress) if again else []
+    passed = defaultdict(int)
+    for (k, _), r in zip(again, single): passed[k] += r.passed
+    out, k = [], 0
+    for p, cs in zip(problems, completions):
+        row = []
+        for _ in cs:
+            n = len(p.checks) if full[k].passed else passed[k]
+            row.append(dict(outcome=classify_outcome(full[k].status, n), status=full[k].status, message=full[k].message,
+                            checks_passed=n, checks=len(p.checks)))
+            k += 1
+        out.append(row)
+    return out
+
 # %% ../nbs/10_eval.ipynb #44f22902
 REFERENCE_MULTIPLE = {   # MultiPL-E pass@1 (%) from the Stable Code 3B model card (REFERENCE §1)
     'Stable Code 3B': {'python': 32.4, 'cpp': 30.9, 'javascript': 32.1, 'java': 32.1, 'php': 24.2, 'rust': 23.0},
@@ -257,7 +300,11 @@ REFERENCE_MULTIPLE = {   # MultiPL-E pass@1 (%) from the Stable Code 3B model ca
     'DeepSeek Coder 1.3B': {'python': 28.6, 'cpp': 29.2, 'javascript': 28.7, 'java': 29.0, 'php': 23.6, 'rust': 18.5},
     'StarCoder 3B': {'python': 21.6, 'cpp': 19.8, 'javascript': 21.5, 'java': 20.5, 'php': 19.0, 'rust': 16.9},
 }
-REFERENCE_HUMANEVAL = {'Stable Code 3B': {'pass@1': 30.7, 'pass@10': 46.8}}   # BigCode leaderboard, T=0.2, n=50
+REFERENCE_HUMANEVAL = {                 # HumanEval (%): Stable Code 3B on the BigCode leaderboard (T=0.2, n=50);
+    'Stable Code 3B': {'pass@1': 30.7, 'pass@10': 46.8},             # StableCode alpha's model cards (REFERENCE §3)
+    'StableCode alpha 3B (completion)': {'pass@1': 20.2, 'pass@10': 33.8},
+    'StableCode alpha 3B (instruct)': {'pass@1': 26.9},
+}
 
 def per_language(tables: dict[str, TaskResult]) -> dict[str, dict]:
     "pass@k per language over the MultiPL-E tasks only (the report's table is MultiPL-E)."
@@ -319,7 +366,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog='stablecode eval', description='Evaluate a model on code benchmarks in the sandbox.')
     ap.add_argument('--model', help='checkpoint path (transformers causal LM) or, with --endpoint, the served model name')
     ap.add_argument('--tasks', default='humaneval', help='comma list: humaneval, humaneval-plus, mbpp, mbpp-plus, '
-                    'multiple-<lang>, fim[-<lang>]')
+                    'multiple-<lang>, fim[-<lang>], exercises, exercises-train')
     ap.add_argument('--data', action='append', default=[], metavar='TASK=FILE', help='local data file for a task')
     ap.add_argument('--n', type=int, default=1, help='samples per problem')
     ap.add_argument('--temperature', type=float, default=0.2)
@@ -327,7 +374,8 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--max-new-tokens', type=int, default=256)
     ap.add_argument('--batch-size', type=int, default=8, help='generation batch size (transformers backend)')
     ap.add_argument('--limit', type=int, help='first N problems of each task')
-    ap.add_argument('--chat', action='store_true', help='ChatML prompts (instruction models)')
+    ap.add_argument('--chat', action='store_true', help='chat prompts (instruction models; ChatML unless --prompt-format)')
+    ap.add_argument('--prompt-format', help='chat prompt format: chatml or alpha (StableCode alpha instruct); implies --chat')
     ap.add_argument('--endpoint', help='OpenAI-compatible base URL, e.g. http://localhost:8000/v1')
     ap.add_argument('--canonical', action='store_true', help='self-check: score the reference solutions')
     ap.add_argument('--out', default='eval_results', help='output directory')
@@ -359,9 +407,10 @@ def cli(argv: list[str] | None = None) -> int:
     t0 = time.time()
     try:
         tables = evaluate(problems, backend, a.out, n=1 if a.canonical else a.n, temperature=a.temperature, top_p=a.top_p,
-                          max_new_tokens=a.max_new_tokens, chat=a.chat, timeout=a.timeout, workers=a.workers,
+                          max_new_tokens=a.max_new_tokens, chat=a.chat or bool(a.prompt_format),
+                          prompt_format=a.prompt_format or 'chatml', timeout=a.timeout, workers=a.workers,
                           allow_weak_sandbox=a.allow_weak_sandbox)
-    except RuntimeError as e: print(f"stablecode eval: {e}", file=sys.stderr); return 2
+    except (RuntimeError, ValueError) as e: print(f"stablecode eval: {e}", file=sys.stderr); return 2
     paths = write_report(tables, a.out, label, meta=dict(argv=argv if argv is not None else sys.argv[1:],
                                                           seconds=round(time.time() - t0, 1)))
     for t in tables.values():

@@ -282,7 +282,8 @@ def test_chat_extraction():
     resp = f"Sure!\n```python\n{p.prompt}    return number % 1.0\n```\nThis works because..."
     comp = extract_code(resp, p)
     assert 'return number % 1.0' in comp and 'def truncate_number' not in comp
-    assert ev.chatml_prompt(p).startswith('<|im_start|>system\n') and ev.chatml_prompt(p).endswith('<|im_start|>assistant\n')
+    assert ev.chat_prompt(p).startswith('<|im_start|>system\n') and ev.chat_prompt(p).endswith('<|im_start|>assistant\n')
+    assert ev.chat_prompt(p, 'alpha').endswith('###Response\n') and '###Instruction\n' in ev.chat_prompt(p, 'alpha')
     res = evaluate([p], Fixed({'truncate_number': [resp]}), Path(__import__('tempfile').mkdtemp()), chat=True,
                    progress=False)['humaneval']
     assert res.pass_at == {'pass@1': 1.0}
