@@ -90,7 +90,7 @@ def test_kquants_need_rows_of_256(work):
     assert c4['output'] == {'Q6_K': 1}
     assert gguf_type_counts(paths['gguf:q5_k_m'])['ffn_up'] == {'Q5_K': 2}
     small = quantize_gguf(work['f16'], work['d'] / 'tiny-q4.gguf', 'q4_k_m', progress=False)
-    assert 'Q4_K' not in set(gguf_tensor_types(small).values())  # rows of 128 / 352: llama.cpp falls back
+    assert set(gguf_tensor_types(small).values()) == {'Q5_0', 'Q8_0', 'F32'}  # rows of 128 / 352: llama.cpp falls back
 
 
 @pytest.mark.parametrize('parallel', [False, True])
@@ -158,6 +158,14 @@ def test_chat_and_eval_cli_take_backend(work, tmp_path):
     r = subprocess.run([sys.executable, '-m', 'stablecode.cli', 'chat', str(work['f16']), '--backend', 'gguf',
                         '--prompt', 'hi', '--max-new-tokens', '4'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    out = tmp_path / 'eval'
+    r = subprocess.run([sys.executable, '-m', 'stablecode.cli', 'eval', '--model', str(work['f16']), '--backend', 'gguf',
+                        '--tasks', 'exercises', '--limit', '2', '--max-new-tokens', '8', '--temperature', '0',
+                        '--out', str(out), '--allow-weak-sandbox'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    gens = [json.loads(l) for l in (out / 'generations.jsonl').read_text().splitlines()]
+    assert len(gens) == 2 and all(len(g['completions']) == 1 for g in gens)
+    assert 'exercises: pass@1' in r.stdout and '(gguf)' in (out / 'results.md').read_text()
     r = subprocess.run([sys.executable, '-m', 'stablecode.cli', 'eval', '--model', str(work['f16']), '--backend', 'ct2',
                         '--tasks', 'exercises', '--limit', '1'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and 'is a gguf model, not ct2' in r.stderr
