@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 # llama-cpp-python compiles llama.cpp from its sdist (5 to 12 min on 2 cores; pip's wheel cache keeps the build, so
 # a changed LLAMA_CMAKE_ARGS needs `pip cache remove llama_cpp_python`). GGML_NATIVE=OFF: a portable build, not one tied
-# to this CPU's instruction set; LLAVA_BUILD=OFF: without the multimodal library (mtmd), which nothing here uses.
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+# to this CPU's instruction set.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 # The lock: pip constraints with the exact version of every dependency (scripts/lock.sh writes it). Empty = newest allowed.
 LOCK ?= constraints.txt
 PIP = $(BIN)/pip install -q --disable-pip-version-check $(if $(LOCK),-c $(LOCK))
