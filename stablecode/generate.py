@@ -196,7 +196,7 @@ def chat_loop(ask: Callable[[list[dict]], Iterable[str]],  # the conversation so
         messages.append(dict(role='assistant', content=''.join(answer)))
 
 def user_turns(prompt: str | None, stdin) -> Callable[[], str]:
-    "The user's turns: the one `--prompt`, else lines typed at a terminal (`>>> ` prompt) or read from a pipe."
+    "The user's turns: the one `--prompt`, else lines typed at a terminal (after a `>>>` prompt) or read from a pipe."
     if prompt is not None:
         left = [prompt]
         def once() -> str:
