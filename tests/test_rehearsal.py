@@ -30,10 +30,19 @@ def rehearsal(tmp_path_factory):
 def test_every_stage_of_the_full_scale_yaml_ran(rehearsal):
     run_dir, r = rehearsal
     m = json.loads((run_dir/'manifest.json').read_text())
-    assert m['status'] == 'done' and list(m['stages']) == ['data', 'pretrain', 'eval']
+    assert m['status'] == 'done' and list(m['stages']) == ['data', 'pretrain', 'sft', 'dpo', 'eval']
     assert m['run'] == 'stable-code-3b-a100x256-rehearsal' and m['rehearsal']['launch']['launcher'] == 'deepspeed'
     assert m['rehearsal']['parameters']['pretrain']['preset_name'] == 'tiny'                # the overlay is recorded
     assert all(st['status'] == 'done' for st in m['stages'].values())
+
+
+def test_sft_and_dpo_went_through_deepspeed_and_left_chat_checkpoints(rehearsal):
+    run_dir, _ = rehearsal
+    for stage in ('sft', 'dpo'):
+        s = json.loads((run_dir/stage/'summary.json').read_text())
+        assert s['world_size'] == 2 and s['steps'] == 2, s                       # two DeepSpeed CPU processes, ZeRO-1
+        assert (run_dir/stage/'hf'/'chat_template.jinja').exists()
+    assert json.loads((run_dir/'dpo'/'summary.json').read_text())['data']['pairs']['kept'] >= 1
 
 
 def test_pretraining_went_through_deepspeed_with_two_processes(rehearsal):
@@ -80,7 +89,7 @@ def alpha_rehearsal(tmp_path_factory):
 def test_the_alpha_yaml_rehearses_its_gpt_neox_model_end_to_end(alpha_rehearsal):
     run_dir = alpha_rehearsal
     m = json.loads((run_dir/'manifest.json').read_text())
-    assert m['status'] == 'done' and list(m['stages']) == ['data', 'pretrain', 'eval']
+    assert m['status'] == 'done' and list(m['stages']) == ['data', 'pretrain', 'sft', 'dpo', 'eval']
     assert m['run'] == 'stablecode-alpha-a100x256-rehearsal' and m['rehearsal']['parameters']['pretrain']['preset_name'] == 'tiny-alpha'
     assert 'deepspeed.launcher.launch' in (run_dir/'pretrain'/'launch.log').read_text()
     s = json.loads((run_dir/'pretrain'/'summary.json').read_text())['stages']
