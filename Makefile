@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The CPU machines carry this torch build as a local wheel; pip takes it from there. Override for a CUDA build.
 TORCH ?= torch==2.13.0
+# llama-cpp-python compiles llama.cpp from its sdist (5 to 12 min on 2 cores; pip's wheel cache keeps the build, so
+# a changed LLAMA_CMAKE_ARGS needs `pip cache remove llama_cpp_python`). GGML_NATIVE=OFF: a portable build, not one tied
+# to this CPU's instruction set.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 # The lock: pip constraints with the exact version of every dependency (scripts/lock.sh writes it). Empty = newest allowed.
 LOCK ?= constraints.txt
 PIP = $(BIN)/pip install -q --disable-pip-version-check $(if $(LOCK),-c $(LOCK))
@@ -19,7 +23,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	bash scripts/system_deps.sh $(SYSTEM_PKGS)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) "$(TORCH)"
-	$(PIP) -e ".[dev]"
+	bash scripts/llama_cpp_sdist.sh $(VENV) $(LOCK)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) -e ".[dev,quantize]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH=${TORCH:-torch==2.13.0}
-EXTRAS=${EXTRAS:-dev}
+EXTRAS=${EXTRAS:-dev,quantize}
+export CMAKE_ARGS=${CMAKE_ARGS:--DGGML_NATIVE=OFF}   # a portable llama.cpp build, as the Makefile
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$PYTHON" -m venv "$tmp/venv"
 # (this machine's pip configuration names local package folders that may be absent; pip's warnings about them are noise)

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'sft': ('stablecode.sft:cli', 'supervised fine-tuning on conversations from a recipe file (TRL, DeepSpeed ZeRO-1)'),
     'dpo': ('stablecode.dpo:cli', 'preference tuning (DPO) from a recipe file (TRL, DeepSpeed ZeRO-1)'),
     'chat': ('stablecode.generate:chat_cli', 'talk to a checkpoint: one answer (--prompt) or a conversation on stdin'),
+    'quantize': ('stablecode.quantize:cli', 'export a checkpoint to GGUF (llama.cpp), CTranslate2 int8 and torchao formats'),
 }
 
 def _usage() -> str:

@@ -394,6 +394,8 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--chat', action='store_true', help='chat prompts (instruction models; ChatML unless --prompt-format)')
     ap.add_argument('--prompt-format', help='chat prompt format: chatml or alpha (StableCode alpha instruct); implies --chat')
     ap.add_argument('--endpoint', help='OpenAI-compatible base URL, e.g. http://localhost:8000/v1')
+    ap.add_argument('--backend', default='hf', choices=['hf', 'gguf', 'ct2', 'torchao'],
+                    help='runtime of --model: transformers, a GGUF file (llama.cpp), CTranslate2, torchao (11_quantize)')
     ap.add_argument('--canonical', action='store_true', help='self-check: score the reference solutions')
     ap.add_argument('--out', default='eval_results', help='output directory')
     ap.add_argument('--timeout', type=float, default=10.0, help='per-program time limit (s)')
@@ -418,7 +420,11 @@ def cli(argv: list[str] | None = None) -> int:
         backend, label = OpenAIBackend(a.endpoint, a.model), a.model
     elif a.model:
         if not Path(a.model).exists(): print(f"stablecode eval: model path {a.model} does not exist", file=sys.stderr); return 2
-        backend, label = HFBackend(a.model, batch_size=a.batch_size), a.model
+        if a.backend == 'hf': backend, label = HFBackend(a.model, batch_size=a.batch_size), a.model
+        else:
+            from .quantize import load_backend      # here, not at the top: the quantization chapter builds on this one
+            try: backend, label = load_backend(a.model, a.backend, batch_size=a.batch_size), f"{a.model} ({a.backend})"
+            except (ValueError, FileNotFoundError) as e: print(f"stablecode eval: {e}", file=sys.stderr); return 2
     else: ap.error('give --model PATH, --endpoint URL --model NAME, or --canonical')
     print(f"sandbox: {sandbox.isolation_report()}", file=sys.stderr)
     t0 = time.time()

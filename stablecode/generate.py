@@ -222,6 +222,7 @@ def _chat_problem(a) -> str | None:
         return f"unknown prompt format {a.prompt_format!r} (known: {', '.join(PROMPT_FORMATS)})"
     p = Path(a.model)
     if not p.exists(): return f"model path {p} does not exist"
+    if getattr(a, 'backend', 'hf') != 'hf': return None          # its loader checks a GGUF file / CTranslate2 / torchao directory
     if not (p / 'config.json').is_file(): return f"{p} is not a checkpoint directory (no config.json)"
     if not any((p / f).is_file() for f in ('tokenizer.json', 'tokenizer_config.json')):
         return f"{p} has no tokenizer (tokenizer.json / tokenizer_config.json)"
@@ -242,13 +243,18 @@ def chat_cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--max-new-tokens', type=int, default=d['max_new_tokens'], help='answer budget (%(default)s tokens)')
     ap.add_argument('--temperature', type=float, default=d['temperature'], help='0 = greedy (%(default)s)')
     ap.add_argument('--top-p', type=float, default=d['top_p'], help='nucleus sampling mass (%(default)s)')
+    ap.add_argument('--backend', default='hf', choices=['hf', 'gguf', 'ct2', 'torchao'],
+                    help='runtime of MODEL: transformers, a GGUF file (llama.cpp), CTranslate2, torchao (11_quantize)')
     a = ap.parse_args(argv)
     if (err := _chat_problem(a)): print(f"stablecode chat: {err}", file=sys.stderr); return 2
-    try: b = HFBackend(a.model)
+    try:
+        if a.backend == 'hf': b = HFBackend(a.model)
+        else: from .quantize import load_backend; b = load_backend(a.model, a.backend)   # (a later chapter: imported here)
     except (OSError, ValueError) as e:
         print(f"stablecode chat: cannot load {a.model}: {str(e).strip().splitlines()[0]}", file=sys.stderr); return 2
-    ask = lambda msgs: chat_stream(b.model, b.tok, msgs, a.max_new_tokens, a.temperature, a.top_p, a.prompt_format)
-    if a.prompt is None and sys.stdin.isatty():
+    ask = (lambda msgs: chat_stream(b.model, b.tok, msgs, a.max_new_tokens, a.temperature, a.top_p, a.prompt_format)) \
+        if a.backend == 'hf' else (lambda msgs: b.chat(msgs, a.max_new_tokens, a.temperature, a.top_p, a.prompt_format))
+    if a.prompt is None and sys.stdin.isatty() and a.backend == 'hf':
         print(f"{a.model} ({resolve_prompt_format(b.tok, a.prompt_format)[1].name}); Ctrl-D ends", file=sys.stderr)
     try: return chat_loop(ask, user_turns(a.prompt, sys.stdin), [dict(role='system', content=a.system)] if a.system else [])
     except KeyboardInterrupt: print(file=sys.stderr); return 130
