@@ -19,7 +19,7 @@ from .benchmarks import Problem
 from .config import ConfigError, Presets, YamlConfig
 from .eval import OUTCOMES, chat_answer, chat_messages, chat_prompt, execution_outcomes, extract_code, outcome_rank
 from .generate import Backend
-from .instruct_data import preference_dataset
+from .instruct_data import SourceSpec, preference_dataset
 from .pretrain import init_distributed
 from .sft import TrainRecipe, entry, fit, grad_accum, load_chat_model, trl_args
 from .tokenizer import get_prompt_format
@@ -76,7 +76,7 @@ DPO_PRESETS = Presets('dpo', DPORecipe, {
         sources=[dict(name='pairs', path='runs/tiny/dpo/pairs.jsonl')],
         beta=0.1, epochs=2, global_batch=16, micro_batch=8, lr=2e-5, schedule='cosine', warmup=0.1, max_length=512,
         precision='fp32', zero_stage=1, logging_steps=2,
-        pairs=dict(task='exercises-train', max_problems=160, samples=6, temperature=0.8, max_new_tokens=160)),
+        pairs=dict(task='exercises-train', max_problems=96, max_heldout=32, samples=4, temperature=0.8, max_new_tokens=160)),
 })
 dpo_preset = DPO_PRESETS
 
@@ -130,7 +130,6 @@ def recheck(row: dict, timeout: float = 10.0) -> bool:
 def _heldout(r: DPORecipe):
     "The held-out preference rows, or None."
     if not r.eval_pairs: return None
-    from stablecode.instruct_data import SourceSpec
     return preference_dataset([SourceSpec(name='pairs', path=r.eval_pairs)], seed=r.seed, decont=None, progress=False)[0]
 
 def _rewards(metrics: dict) -> dict:
