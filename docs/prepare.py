@@ -204,7 +204,7 @@ def comparison_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
     if he:
         p1 = (he.get('pass_at') or {}).get('pass@1')
         rows.append(('eval', "HumanEval pass@1", f"{100 * p1:.1f}%" if p1 is not None else "n/a", "30.7% (T = 0.2, n = 50)"))
-    return rows + instruct_rows(run_dir)
+    return rows + instruct_rows(run_dir) + quantize_rows(run_dir)
 
 
 def _pct(x) -> str: return f"{100 * x:.1f}%" if isinstance(x, (int, float)) else "n/a"
@@ -232,6 +232,15 @@ def instruct_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
         p1 = ((ins.get(task) or {}).get('pass_at') or {}).get('pass@1')
         if p1 is not None: rows.append(('eval', f"{label} pass@1 of the final instruction model (ChatML)", _pct(p1), ref))
     return rows
+
+
+def quantize_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
+    "Each quantized format of the final model: size, decode speed and top-1 agreement against fp32 PyTorch."
+    q = _load(run_dir/'quantize'/'quantize.json') or {}
+    ref = {'gguf:f16': 'F16 GGUF 5.59 GB', 'gguf:q6_k': 'Q6_K GGUF 2.3 GB', 'gguf:q5_k_m': 'Q5_K_M GGUF 1.99 GB'}
+    return [('quantize', f"`{r['format']}`: size, decode speed vs fp32, top-1 agreement with fp32",
+             f"{r['size_mb']:.1f} MB, {r['decode_x']:.2f}x, {_pct(r.get('top1_agree'))}", ref.get(r['format'], '—'))
+            for r in q.get('rows', []) if r['format'] != 'hf:fp32' and r.get('decode_x') is not None]
 
 
 def _table(rows, head=("measure", "tiny run", "Stable Code 3B (report)")) -> list[str]:
