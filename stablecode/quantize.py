@@ -621,15 +621,17 @@ def plot_size_quality(rows: list[dict], path) -> Path:
 # %% ../nbs/11_quantize.ipynb #c89c2a02
 def quantize_report(src, out_dir, formats: str, heldout_texts: Sequence[str], prompts: Sequence[str],
                     tasks: dict[str, int] | None = None, chat: bool = False, rounds: int = 5, progress: bool = True,
-                    **job_kw) -> dict:
-    "Export `src` to `formats`, measure each with fp32 as reference, write quantize.json/.md and the plot in `out_dir`."
+                    scored: str | None = None, **job_kw) -> dict:
+    """Export `src` to `formats`, measure each with fp32 as reference, write quantize.json/.md and the plot in `out_dir`;
+    pass@1 on `tasks` for the `scored` formats (None: every one)."""
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     paths = {'hf:fp32': Path(src), **export(src, out / 'formats', formats, progress)}
     job = measure_job(AutoTokenizer.from_pretrained(str(src)), heldout_texts, prompts, **job_kw)
     rows = quant_table(paths, job, rounds, progress)
     if tasks and any(tasks.values()):
-        p1 = pass_at_1(paths, out / 'eval', tasks, chat=chat, progress=progress)
-        for r in rows: r.update({f'pass@1 {t}': v for t, v in p1[r['format']].items()})
+        keep = {str(f) for f in parse_formats(scored)} if scored else set(paths)
+        p1 = pass_at_1({k: v for k, v in paths.items() if k in keep}, out / 'eval', tasks, chat=chat, progress=progress)
+        for r in rows: r.update({f'pass@1 {t}': v for t, v in p1.get(r['format'], {}).items()})
     gguf = {k: gguf_type_counts(p) for k, p in paths.items() if k.startswith('gguf:')}
     res = dict(source=str(src), rows=rows, gguf_types=gguf, job=dict(threads=job['threads'], rounds=rounds,
                heldout=len(job['heldout']), greedy_tokens=job['greedy_tokens'], decode_tokens=job['decode_tokens']))
