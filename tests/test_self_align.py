@@ -174,3 +174,24 @@ def test_sft_on_fixed_responses_trains_through_the_real_trainer(tmp_path):
     assert s['steps'] == 3 and s['data']['self_align']['kept'] == 8 and len(s['records']) == 3, s
     assert s['records'][-1]['loss'] < s['records'][0]['loss'], s['records']
     assert (tmp_path / 'out' / 'hf' / 'model.safetensors').exists()
+
+def test_the_pipeline_runs_against_an_openai_compatible_server(tmp_path):
+    "The cluster setting: generation through `/v1/completions` (vLLM, llama.cpp's server), here a stub answering in process."
+    import http.server, threading
+    seen = []
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a): pass
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
+            seen.append((body['n'], body['temperature'], body['stop']))
+            out = json.dumps(dict(choices=[dict(index=k, text=_answer(body['prompt'], k)) for k in range(body['n'])])).encode()
+            self.send_response(200); self.send_header('Content-Type', 'application/json'); self.end_headers(); self.wfile.write(out)
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        b = sa.make_backend(base_url=f'http://127.0.0.1:{srv.server_address[1]}/v1', served_model='base')
+        cands = [dict(name='capwords', path='string.py', source=stdlib_function('string.py', 'capwords'))]
+        pairs = sa.self_oss_instruct(b, cands, tmp_path, n_samples=3, temperature=0.7, timeout=5)
+    finally: srv.shutdown()
+    assert len(pairs) == 1 and 'def histogram' in pairs[0]['implementation']
+    assert (3, 0.7, sa.RESPONSE_STOPS) in seen and (1, 0.0, ['\n']) in seen      # responses: n=3 at 0.7; the judge: greedy
