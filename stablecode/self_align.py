@@ -21,18 +21,17 @@ from .generate import Backend, HFBackend, OpenAIBackend
 from .instruct_data import SFT_LOADERS, _module_imports, _stdlib_files, conversation
 from .sandbox import Result, run_batch
 from .sft import SFTRecipe, entry, train_sft
-from .tokenizer import EOT, PROMPT_FORMATS, PromptFormat
+from .tokenizer import EOT
 
 # %% auto #0
 __all__ = ['MAX_SEED_LINES', 'BANNED_IMPORTS', 'MARKERS', 'DOCSTRING_SHOTS', 'JUDGE_HEADER', 'CATEGORIES', 'DIFFICULTIES',
            'INSTRUCT_SHOTS', 'INSTRUCTION_STOPS', 'RESPONSE_SHOTS', 'RESPONSE_HEADER', 'RESPONSE_STOPS', 'STEPS',
-           'INSTRUCTION_HEADER', 'RESPONSE_HEADER_SFT', 'SELF_OSS_TEMPLATE', 'SELF_ALIGN_PRESETS', 'self_align_preset',
-           'function_seeds', 'stdlib_candidates', 'corpus_candidates', 'imported_modules', 'returns_value',
-           'static_reason', 'TypeCheckUnavailable', 'pyright_command', 'type_errors', 'Contamination',
-           'default_contamination', 'near_duplicates', 'seed_verdicts', 'reason_kind', 'judge_prompt',
-           'judge_docstrings', 'instruction_prompt', 'parse_instruction', 'write_instructions', 'response_prompt',
-           'parse_response', 'response_text', 'write_responses', 'execution_filter', 'pick_passing', 'final_filter',
-           'Step', 'run_step', 'funnel', 'plot_funnel', 'make_backend', 'self_oss_instruct', 'sft_rows',
+           'SELF_ALIGN_PRESETS', 'self_align_preset', 'function_seeds', 'stdlib_candidates', 'corpus_candidates',
+           'imported_modules', 'returns_value', 'static_reason', 'TypeCheckUnavailable', 'pyright_command',
+           'type_errors', 'Contamination', 'default_contamination', 'near_duplicates', 'seed_verdicts', 'reason_kind',
+           'judge_prompt', 'judge_docstrings', 'instruction_prompt', 'parse_instruction', 'write_instructions',
+           'response_prompt', 'parse_response', 'response_text', 'write_responses', 'execution_filter', 'pick_passing',
+           'final_filter', 'Step', 'run_step', 'funnel', 'plot_funnel', 'make_backend', 'self_oss_instruct', 'sft_rows',
            'load_self_align', 'main']
 
 # %% ../nbs/12_self_align.ipynb #a19fadd5
@@ -528,18 +527,6 @@ def self_oss_instruct(backend: Backend, candidates: list[dict], out_dir,
     return rows
 
 # %% ../nbs/12_self_align.ipynb #1d7a6ba6
-INSTRUCTION_HEADER, RESPONSE_HEADER_SFT = '### Instruction', '### Response'
-SELF_OSS_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
-    "{% elif message['role'] == 'user' %}{{ '" + INSTRUCTION_HEADER + "\n' + message['content'] + '\n\n' }}"
-    "{% elif message['role'] == 'assistant' %}{{ '" + RESPONSE_HEADER_SFT + "\n' }}"
-    "{% generation %}{{ message['content'] + '" + EOT + "' }}{% endgeneration %}"
-    "{% else %}{{ raise_exception(\"self_oss prompt format: unknown role '\" + message['role'] + \"'\") }}"
-    "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '" + RESPONSE_HEADER_SFT + "\n' }}{% endif %}")
-PROMPT_FORMATS.setdefault('self_oss', PromptFormat('self_oss', SELF_OSS_TEMPLATE, (EOT, '\n' + INSTRUCTION_HEADER)))
-
 def sft_rows(pairs: Iterable[dict]) -> list[dict]:
     "Conversations (user: the instruction, assistant: the four-part response) of the pipeline's pairs."
     out = [conversation([dict(role='user', content=p['instruction']), dict(role='assistant', content=response_text(p))],

@@ -16,8 +16,9 @@ from transformers.utils.chat_template_utils import render_jinja_template
 
 # %% auto #0
 __all__ = ['EOT', 'FIM_PREFIX', 'FIM_MIDDLE', 'FIM_SUFFIX', 'FIM_PAD', 'IM_START', 'IM_END', 'SPECIAL_TOKENS', 'SPECIAL_IDS',
-           'CHATML_TEMPLATE', 'ALPHA_INSTRUCTION', 'ALPHA_RESPONSE', 'ALPHA_TEMPLATE', 'PROMPT_FORMATS',
-           'DEFAULT_FORMAT', 'PromptFormat', 'get_prompt_format', 'chat_text', 'set_chat_template', 'tokenizer_format',
+           'CHATML_TEMPLATE', 'ALPHA_INSTRUCTION', 'ALPHA_RESPONSE', 'ALPHA_TEMPLATE', 'SELF_OSS_INSTRUCTION',
+           'SELF_OSS_RESPONSE', 'SELF_OSS_TEMPLATE', 'PROMPT_FORMATS', 'DEFAULT_FORMAT', 'instruction_template',
+           'PromptFormat', 'get_prompt_format', 'chat_text', 'set_chat_template', 'tokenizer_format',
            'resolve_prompt_format', 'padded_vocab_size', 'train_tokenizer', 'special_ids', 'vocab_hash',
            'save_tokenizer', 'load_tokenizer', 'hub_tokenizer', 'TokenizerConfig', 'build_tokenizer']
 
@@ -38,18 +39,23 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '" + IM_START + "assistant\n' }}{% endif %}")
 
+def instruction_template(name: str, instruction: str, response: str) -> str:
+    "A plain instruction/response chat template with these headers; `{% generation %}` marks the response."
+    return ("{% for message in messages %}"
+            "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
+            "{% elif message['role'] == 'user' %}{{ '" + instruction + "\n' + message['content'] + '\n\n' }}"
+            "{% elif message['role'] == 'assistant' %}{{ '" + response + "\n' }}"
+            "{% generation %}{{ message['content'] + '" + EOT + "' }}{% endgeneration %}"
+            "{% else %}{{ raise_exception(\"" + name + " prompt format: unknown role '\" + message['role'] +"
+            "\"' (system, user, assistant)\") }}"
+            "{% endif %}"
+            "{% endfor %}"
+            "{% if add_generation_prompt %}{{ '" + response + "\n' }}{% endif %}")
+
 ALPHA_INSTRUCTION, ALPHA_RESPONSE = '###Instruction', '###Response'   # StableCode alpha's instruct prompt headers
-ALPHA_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
-    "{% elif message['role'] == 'user' %}{{ '" + ALPHA_INSTRUCTION + "\n' + message['content'] + '\n\n' }}"
-    "{% elif message['role'] == 'assistant' %}{{ '" + ALPHA_RESPONSE + "\n' }}"
-    "{% generation %}{{ message['content'] + '" + EOT + "' }}{% endgeneration %}"
-    "{% else %}{{ raise_exception(\"alpha prompt format: unknown role '\" + message['role'] +"
-    "\"' (system, user, assistant)\") }}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '" + ALPHA_RESPONSE + "\n' }}{% endif %}")
+ALPHA_TEMPLATE = instruction_template('alpha', ALPHA_INSTRUCTION, ALPHA_RESPONSE)
+SELF_OSS_INSTRUCTION, SELF_OSS_RESPONSE = '### Instruction', '### Response'   # StarCoder2-Instruct's SFT prompt
+SELF_OSS_TEMPLATE = instruction_template('self_oss', SELF_OSS_INSTRUCTION, SELF_OSS_RESPONSE)
 
 # %% ../nbs/02_tokenizer.ipynb #b0503a83
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class PromptFormat:
 PROMPT_FORMATS: dict[str, PromptFormat] = {f.name: f for f in (
     PromptFormat('chatml', CHATML_TEMPLATE, (IM_END, EOT)),                 # Stable Code Instruct 3B
     PromptFormat('alpha', ALPHA_TEMPLATE, (EOT, ALPHA_INSTRUCTION)),        # stablecode-instruct-alpha-3b
+    PromptFormat('self_oss', SELF_OSS_TEMPLATE, (EOT, '\n' + SELF_OSS_INSTRUCTION)),   # StarCoder2-15B-Instruct (12_self_align)
 )}
 DEFAULT_FORMAT = 'chatml'    # what our instruction tuning writes, and what a tokenizer without a template gets
 
