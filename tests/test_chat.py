@@ -86,7 +86,7 @@ def test_unknown_format_is_one_line_error(tok):
     for call in (lambda: get_prompt_format('vicuna'), lambda: chat_text(CONV, prompt_format='vicuna'),
                  lambda: set_chat_template(tok, 'vicuna')):
         with pytest.raises(ValueError) as e: call()
-        assert str(e.value) == "unknown prompt format 'vicuna' (known: chatml, alpha)"
+        assert str(e.value) == "unknown prompt format 'vicuna' (known: chatml, alpha, self_oss)"
 
 
 def test_saved_tokenizer_carries_its_template(tok, tmp_path):
@@ -183,7 +183,7 @@ def test_cli_errors_are_one_line(ckpt, tmp_path, capsys):
     r = run_chat(tmp_path / 'missing')
     assert r.returncode == 2 and r.stderr.strip() == f"stablecode chat: model path {tmp_path / 'missing'} does not exist"
     for argv, msg in [([tmp_path], f"{tmp_path} is not a checkpoint directory (no config.json)"),
-                      ([d, '--prompt-format', 'vicuna'], "unknown prompt format 'vicuna' (known: chatml, alpha)"),
+                      ([d, '--prompt-format', 'vicuna'], "unknown prompt format 'vicuna' (known: chatml, alpha, self_oss)"),
                       ([d, '--max-new-tokens', '0'], '--max-new-tokens must be at least 1, got 0'),
                       ([d, '--prompt', ' '], '--prompt is empty')]:
         assert chat_cli([str(a) for a in argv]) == 2
