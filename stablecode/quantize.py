@@ -80,15 +80,17 @@ def check_source(path) -> ModelConfig:
 KQUANT_DIMS = dict(hidden_size=256, intermediate_size=768, num_attention_heads=4, num_key_value_heads=4)   # rows of 256
 SHAPES = {'tiny': ('tiny', {}), 'kquant': ('tiny', KQUANT_DIMS), 'small': ('small', {})}   # shape -> (preset, changes)
 
-def random_checkpoint(out_dir, shape: str = 'tiny', seed: int = 0, vocab_size: int = 512, layers: int = 2) -> Path:
-    "Save a random StableLM checkpoint of `shape` (see `SHAPES`) with a small BPE trained on standard-library files."
+def random_checkpoint(out_dir, shape: str = 'tiny', seed: int = 0, vocab_size: int = 512, layers: int = 2,
+                      **overrides) -> Path:
+    "Save a random StableLM checkpoint of `shape` (see `SHAPES`; `overrides`: other `ModelConfig` fields) with a small BPE."
     if shape not in SHAPES: raise ValueError(f"unknown shape {shape!r} (known: {', '.join(SHAPES)})")
     files = sorted(Path(sysconfig.get_paths()['stdlib']).glob('[a-c]*.py'))[:40]
     tok = train_tokenizer([f.read_text(errors='ignore') for f in files], vocab_size=vocab_size)
     set_chat_template(tok, DEFAULT_FORMAT)
     torch.manual_seed(seed)
     base, dims = SHAPES[shape]
-    cfg = preset(base, vocab_size=padded_vocab_size(len(tok), 64 if shape == 'tiny' else 256), num_hidden_layers=layers, **dims)
+    cfg = preset(base, vocab_size=padded_vocab_size(len(tok), 64 if shape == 'tiny' else 256), num_hidden_layers=layers,
+                 **{**dims, **overrides})
     m = StableCodeForCausalLM(cfg).eval()
     out = Path(out_dir); m.save_pretrained(out); save_tokenizer(tok, out)
     return out
@@ -128,6 +130,12 @@ def _convert_main(llama_dir: str, src: str, out: str, outtype: str):
     TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
     add = gguf.GGUFWriter.add_chat_template
     gguf.GGUFWriter.add_chat_template = lambda self, t: add(self, strip_generation_tags(t) if isinstance(t, str) else t)
+    from conversion.stablelm import StableLMModel
+    params = StableLMModel.set_gguf_parameters       # it writes no rope base, and llama.cpp then assumes 10,000
+    def with_rope_base(self):
+        params(self)
+        self.gguf_writer.add_rope_freq_base(float(self.rope_parameters.get('rope_theta', 10_000.0)))
+    StableLMModel.set_gguf_parameters = with_rope_base
     sys.argv = ['convert_hf_to_gguf.py', src, '--outfile', out, '--outtype', outtype]
     convert_hf_to_gguf.main()
 

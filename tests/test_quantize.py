@@ -23,7 +23,7 @@ CHAT = f'{IM_START}user\nWrite add.{IM_END}\n{IM_START}assistant\n'
 @pytest.fixture(scope='module')
 def work(tmp_path_factory):
     d = tmp_path_factory.mktemp('quantize')
-    src = random_checkpoint(d / 'tiny')
+    src = random_checkpoint(d / 'tiny', rope_theta=1_000_000.0)   # Stable Code 3B's rotary base (not llama.cpp's default)
     f16 = convert_gguf(src, d / 'model-f16.gguf', progress=False)
     return dict(d=d, src=src, f16=f16, tok=AutoTokenizer.from_pretrained(str(src)))
 
@@ -45,8 +45,10 @@ def test_format_parsing_and_source_errors(work, tmp_path):
 
 def test_gguf_carries_tokenizer_fim_tokens_and_chat_template(work):
     meta = gguf_metadata(work['f16'], ('general.architecture', 'tokenizer.ggml.pre', 'tokenizer.chat_template',
-                                       'tokenizer.ggml.tokens', 'tokenizer.ggml.token_type', 'tokenizer.ggml.eos_token_id'))
+                                       'tokenizer.ggml.tokens', 'tokenizer.ggml.token_type', 'tokenizer.ggml.eos_token_id',
+                                       'stablelm.rope.freq_base'))
     assert meta['general.architecture'] == 'stablelm' and meta['tokenizer.ggml.pre'] == 'starcoder'
+    assert meta['stablelm.rope.freq_base'] == 1_000_000.0
     assert meta['tokenizer.chat_template'] == CHATML_TEMPLATE.replace('{% generation %}', '').replace('{% endgeneration %}', '')
     toks, types = meta['tokenizer.ggml.tokens'], meta['tokenizer.ggml.token_type']
     for t in (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, IM_START, IM_END, '<|endoftext|>'):
