@@ -48,8 +48,9 @@ def base(tmp_path_factory):
     return d
 
 def _recipe(base, out, **kw) -> RRTFRecipe:
-    kw = dict(max_steps=3, global_batch=4, micro_batch=2, lr=1e-3, max_length=256, warmup=0.0, progress=False, logging_steps=1) | kw
-    return RRTFRecipe(model=str(base / 'base'), out_dir=str(out), data=str(base / 'train.jsonl'), sources=[dict(name='exercises')], **kw)
+    return RRTFRecipe.from_dict(dict(model=str(base / 'base'), out_dir=str(out), data=str(base / 'train.jsonl'), sources=[dict(name='exercises')],
+                                     max_steps=3, global_batch=4, micro_batch=2, lr=1e-3, max_length=256, warmup=0.0, progress=False,
+                                     logging_steps=1) | kw)
 
 def _launch(recipe, cfg_file, nproc=1):
     recipe.to_yaml(cfg_file)
