@@ -271,7 +271,7 @@ def check_notebooks(run: Run, missing_ok: bool = False) -> list[str]:
 # the stage graph: the stage notebooks whose outputs (in the same run directory) a stage notebook reads
 STAGE_INPUTS = {'nbs/06_pretrain.ipynb': ['nbs/04_packing.ipynb'], 'nbs/06b_evidence.ipynb': ['nbs/06_pretrain.ipynb'],
                 'nbs/10b_sft.ipynb': ['nbs/06_pretrain.ipynb'], 'nbs/10c_dpo.ipynb': ['nbs/10b_sft.ipynb'],
-                'nbs/12_self_align.ipynb': ['nbs/06_pretrain.ipynb']}
+                'nbs/12_self_align.ipynb': ['nbs/06_pretrain.ipynb'], 'nbs/13_rrtf.ipynb': ['nbs/10b_sft.ipynb']}
 
 def check_inputs(run: Run, selected: list[StageConfig]) -> None:
     "Every input of a selected stage comes from an earlier stage of the run (or is already complete in its directory)."

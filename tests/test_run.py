@@ -247,7 +247,7 @@ def test_run_presets_parse_and_validate(yaml_path):
         _check_alignment_stages(run, st)
     if yaml_path.stem == 'tiny-cpu':
         assert r.config.launch is None and stages['pretrain'].parameters['preset_name'] == 'tiny'
-        assert [s.name for s in r.config.stages] == ['data', 'pretrain', 'evidence', 'sft', 'dpo', 'eval', 'quantize', 'self_align']
+        assert [s.name for s in r.config.stages] == ['data', 'pretrain', 'evidence', 'sft', 'dpo', 'eval', 'quantize', 'self_align', 'rrtf']
     if yaml_path.stem == 'stable-code-3b-a100x256':
         lc, p = r.config.launch, stages['pretrain'].parameters
         assert (lc.launcher, lc.nodes, lc.gpus_per_node, lc.world_size) == ('deepspeed', 32, 8, 256)
