@@ -147,7 +147,7 @@ def test_evol_prompts_seeds_and_overlap(tmp_path):
     assert drop_reason(seed, f'{text} Use Python and return a sorted list; handle duplicates.', cfg, dec) == 'benchmark_overlap'
     assert dec.match(text + ' Return a sorted list.')['match'] == 'exact_substring'     # MBPP's statement, word for word
     he = load_humaneval()[1]
-    assert drop_reason(seed, f'Now in O(n) time:\n```python\n{he.prompt}```', cfg, dec) == 'benchmark_overlap'
+    assert drop_reason(seed, f'Complete this function so that it runs in O(n) time:\n```python\n{he.prompt}```', cfg, dec) == 'benchmark_overlap'
     assert dec.match(he.prompt)['benchmark'] == 'humaneval'
     assert drop_reason(seed, seed + ' Return them sorted, in O(n log n) time, without using set().', cfg, dec) is None
 
