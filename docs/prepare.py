@@ -204,7 +204,7 @@ def comparison_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
     if he:
         p1 = (he.get('pass_at') or {}).get('pass@1')
         rows.append(('eval', "HumanEval pass@1", f"{100 * p1:.1f}%" if p1 is not None else "n/a", "30.7% (T = 0.2, n = 50)"))
-    return rows + instruct_rows(run_dir) + quantize_rows(run_dir)
+    return rows + instruct_rows(run_dir) + quantize_rows(run_dir) + alignment_rows(run_dir)
 
 
 def _pct(x) -> str: return f"{100 * x:.1f}%" if isinstance(x, (int, float)) else "n/a"
@@ -241,6 +241,21 @@ def quantize_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
     return [('quantize', f"`{r['format']}`: size, decode speed vs fp32, top-1 agreement with fp32",
              f"{r['size_mb']:.1f} MB, {r['decode_x']:.2f}x, {_pct(r.get('top1_agree'))}", ref.get(r['format'], '—'))
             for r in q.get('rows', []) if r['format'] != 'hf:fp32' and r.get('decode_x') is not None]
+
+
+def alignment_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
+    "The two alignment recipes beside the report: self-alignment's funnel, and RRTF against SFT and DPO."
+    fun, rr = _load(run_dir/'self_align'/'funnel.json'), _load(run_dir/'rrtf'/'evidence.json')
+    rows = []
+    if fun and fun.get('steps'):
+        st = fun['steps']
+        rows.append(('self_align', "Self-OSS-Instruct funnel: " + ' → '.join(x['step'] for x in st),
+                     ' → '.join(str(x['n_out']) for x in st), "StarCoder2-Instruct: 238k instructions → ~50k pairs"))
+    t = (rr or {}).get('exercises_pass1') or {}
+    if t:
+        rows.append(('rrtf', f"held-out `exercises` pass@1 ({rr.get('problems')} problems): " + ' / '.join(t),
+                     ' / '.join(_pct(v) for v in t.values()), "PanGu-Coder2: HumanEval 33.6% → 62.2% (StarCoder-15B)"))
+    return rows
 
 
 def _table(rows, head=("measure", "tiny run", "Stable Code 3B (report)")) -> list[str]:
