@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'eval': ('stablecode.eval:cli', 'evaluate a checkpoint (HumanEval, MBPP, FIM, exercises) in the sandbox'),
     'sft': ('stablecode.sft:cli', 'supervised fine-tuning on conversations from a recipe file (TRL, DeepSpeed ZeRO-1)'),
     'dpo': ('stablecode.dpo:cli', 'preference tuning (DPO) from a recipe file (TRL, DeepSpeed ZeRO-1)'),
+    'self_align': ('stablecode.self_align:main', 'SFT on self-aligned pairs (Self-OSS-Instruct) from a recipe file'),
+    'rrtf': ('stablecode.rrtf:cli', 'ranking feedback (RRTF) from a recipe file (Trainer, DeepSpeed ZeRO-1)'),
     'chat': ('stablecode.generate:chat_cli', 'talk to a checkpoint: one answer (--prompt) or a conversation on stdin'),
     'quantize': ('stablecode.quantize:cli', 'export a checkpoint to GGUF (llama.cpp), CTranslate2 int8 and torchao formats'),
 }

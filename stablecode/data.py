@@ -7,7 +7,7 @@ Docs: https://stablecode.github.io/stablecode/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #2c50fe95
 from __future__ import annotations
-import fnmatch, glob, gzip, hashlib, io, json, os, random, re, shutil, stat, struct, subprocess, sysconfig, time, zlib
+import fnmatch, glob, gzip, hashlib, io, json, os, random, re, shutil, signal, stat, struct, subprocess, sysconfig, time, zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -741,6 +741,15 @@ def _strip_metadata(data: DocumentsPipeline, rank: int = 0, world_size: int = 1)
     for doc in data:
         for k in ('duplicate_count', 'file_path'): doc.metadata.pop(k, None)
         yield doc
+
+def _default_sigterm():
+    """In a forked child, SIGTERM ends the process. A Ray worker's Python SIGTERM handler, inherited by the processes
+    datatrove's Ray executor forks, runs only when the signal reaches the child's main thread; with a second thread
+    alive (fsspec's IO loop) it may not, and the child blocks forever on the pool's queue lock (a hang seen in tests)."""
+    try: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except ValueError: pass                             # not the main thread of a non-forked interpreter
+
+os.register_at_fork(after_in_child=_default_sigterm)   # this module is imported in Ray workers before their pool forks
 
 def make_executor(cfg: ExecutorConfig, pipeline: list, tasks: int, logging_dir: str, depends=None, job_name: str = 'data'):
     "A datatrove executor for one stage: local (default), slurm or ray; it skips the tasks completed under `logging_dir`."
