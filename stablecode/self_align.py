@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 from tqdm.auto import tqdm
 from .benchmarks import load_humaneval, load_mbpp
 from .config import Presets
@@ -436,7 +436,7 @@ class Step:
     "One pipeline step: `fn(rows) -> (kept rows, Counter of drop reasons)`; `n_in(rows)` counts its input."
     name: str
     fn: Callable
-    n_in: Callable = len
+    n_in: Optional[Callable] = None           # None: len(rows)
 
 def run_step(out_dir, step: Step, rows: list[dict]) -> list[dict]:
     "Run `step` on `rows` once: its rows and counts are saved under `out_dir`, a finished step is read back instead."
@@ -446,7 +446,7 @@ def run_step(out_dir, step: Step, rows: list[dict]) -> list[dict]:
     t0 = time.time()
     kept, why = step.fn(rows)
     tmp = rows_f.with_suffix('.tmp'); tmp.write_text(''.join(json.dumps(r) + '\n' for r in kept)); tmp.rename(rows_f)
-    n_in = step.n_in(rows)
+    n_in = (step.n_in or len)(rows)
     c = dict(step=step.name, n_in=n_in, n_out=len(kept), share=round(len(kept) / n_in, 4) if n_in else 0.0,
              dropped=dict(Counter(why).most_common()), seconds=round(time.time() - t0, 2))
     count_f.write_text(json.dumps(c, indent=1))
