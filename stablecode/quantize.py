@@ -21,7 +21,7 @@ import ctranslate2
 from ctranslate2.converters import transformers as ct2t
 from ctranslate2.specs import common_spec, transformer_spec
 from .benchmarks import load_task
-from .config import ModelConfig, preset
+from .config import ModelConfig, model_config_from_gpt_neox, preset
 from .eval import evaluate
 from .generate import Backend, HFBackend, cut
 from .model import StableCodeForCausalLM
@@ -29,13 +29,13 @@ from .tokenizer import (DEFAULT_FORMAT, EOT, IM_END, PROMPT_FORMATS, padded_voca
                         train_tokenizer)
 
 # %% auto #0
-__all__ = ['GGUF_TYPES', 'FORMATS', 'KQUANT_DIMS', 'SHAPES', 'PRE_TOKENIZERS', 'INT4_GROUP', 'BACKENDS', 'COLUMNS', 'Format',
-           'parse_formats', 'check_source', 'random_checkpoint', 'llama_cpp_dir', 'llama_pre_tokenizer',
-           'strip_generation_tags', 'convert_gguf', 'quantize_gguf', 'gguf_tensor_types', 'gguf_metadata',
-           'StableLmLoader', 'export_ct2', 'torchao_config', 'quantize_torchao', 'export_torchao', 'load_torchao',
-           'LocalBackend', 'GGUFBackend', 'CT2Backend', 'TorchaoBackend', 'HFLocalBackend', 'backend_kind',
-           'load_backend', 'export', 'size_bytes', 'gguf_type_counts', 'measure', 'measure_job', 'quant_table',
-           'pass_at_1', 'markdown_table', 'plot_size_quality', 'quantize_report', 'cli']
+__all__ = ['GGUF_TYPES', 'FORMATS', 'SOURCE_TYPES', 'KQUANT_DIMS', 'SHAPES', 'PRE_TOKENIZERS', 'INT4_GROUP', 'BACKENDS',
+           'COLUMNS', 'Format', 'parse_formats', 'check_source', 'random_checkpoint', 'llama_cpp_dir',
+           'llama_pre_tokenizer', 'strip_generation_tags', 'convert_gguf', 'quantize_gguf', 'gguf_tensor_types',
+           'gguf_metadata', 'StableLmLoader', 'GPTNeoXLoader', 'export_ct2', 'torchao_config', 'quantize_torchao',
+           'export_torchao', 'load_torchao', 'LocalBackend', 'GGUFBackend', 'CT2Backend', 'TorchaoBackend',
+           'HFLocalBackend', 'backend_kind', 'load_backend', 'export', 'size_bytes', 'gguf_type_counts', 'measure',
+           'measure_job', 'quant_table', 'pass_at_1', 'markdown_table', 'plot_size_quality', 'quantize_report', 'cli']
 
 # %% ../nbs/11_quantize.ipynb #ce67085b
 GGUF_TYPES = {'f32': 0, 'f16': 1, 'q8_0': 7, 'q6_k': 18, 'q5_k_m': 17, 'q4_k_m': 15}   # llama.cpp's LLAMA_FTYPE_* ids
@@ -65,31 +65,35 @@ def parse_formats(spec: str | Sequence[str]) -> list[Format]:
         out.append(Format(b, d or FORMATS[b][0]))
     return list(dict.fromkeys(out))
 
+SOURCE_TYPES = {'stablelm': ModelConfig.from_hf, 'stablelm_epoch': ModelConfig.from_hf,   # config.json model_type ->
+                'gpt_neox': model_config_from_gpt_neox}                                   # its reader
+
 def check_source(path) -> ModelConfig:
-    "The `ModelConfig` of a StableLM-family checkpoint directory with its tokenizer; a one-line error otherwise."
+    "The `ModelConfig` of a StableLM or GPT-NeoX checkpoint directory with its tokenizer; a one-line error otherwise."
     p = Path(path)
     if not (p / 'config.json').is_file(): raise ValueError(f"{p} is not a checkpoint directory (no config.json)")
     d = json.loads((p / 'config.json').read_text())
-    if d.get('model_type') not in ('stablelm', 'stablelm_epoch'):
+    if d.get('model_type') not in SOURCE_TYPES:
         raise ValueError(f"{p}: model_type {d.get('model_type')!r} ({', '.join(d.get('architectures') or ['?'])}) is "
-                         f"not a StableLM-family checkpoint; only those can be quantized here")
+                         f"neither StableLM nor GPT-NeoX; only those can be quantized here")
     if not (p / 'tokenizer.json').is_file(): raise ValueError(f"{p} has no tokenizer.json")
-    return ModelConfig.from_hf(d)
+    return SOURCE_TYPES[d['model_type']](d)
 
 # %% ../nbs/11_quantize.ipynb #76b33ed2
 KQUANT_DIMS = dict(hidden_size=256, intermediate_size=768, num_attention_heads=4, num_key_value_heads=4)   # rows of 256
-SHAPES = {'tiny': ('tiny', {}), 'kquant': ('tiny', KQUANT_DIMS), 'small': ('small', {})}   # shape -> (preset, changes)
+SHAPES = {'tiny': ('tiny', {}), 'kquant': ('tiny', KQUANT_DIMS), 'small': ('small', {}),   # shape -> (preset, changes)
+          'alpha': ('tiny-alpha', {})}
 
 def random_checkpoint(out_dir, shape: str = 'tiny', seed: int = 0, vocab_size: int = 512, layers: int = 2,
                       **overrides) -> Path:
-    "Save a random StableLM checkpoint of `shape` (see `SHAPES`; `overrides`: other `ModelConfig` fields) with a small BPE."
+    "Save a random checkpoint of `shape` (see `SHAPES`; `overrides`: other `ModelConfig` fields) with a small BPE."
     if shape not in SHAPES: raise ValueError(f"unknown shape {shape!r} (known: {', '.join(SHAPES)})")
     files = sorted(Path(sysconfig.get_paths()['stdlib']).glob('[a-c]*.py'))[:40]
     tok = train_tokenizer([f.read_text(errors='ignore') for f in files], vocab_size=vocab_size)
     set_chat_template(tok, DEFAULT_FORMAT)
     torch.manual_seed(seed)
     base, dims = SHAPES[shape]
-    cfg = preset(base, vocab_size=padded_vocab_size(len(tok), 64 if shape == 'tiny' else 256), num_hidden_layers=layers,
+    cfg = preset(base, vocab_size=padded_vocab_size(len(tok), 256 if shape in ('kquant', 'small') else 64), num_hidden_layers=layers,
                  **{**dims, **overrides})
     m = StableCodeForCausalLM(cfg).eval()
     out = Path(out_dir); m.save_pretrained(out); save_tokenizer(tok, out)
@@ -121,6 +125,15 @@ def strip_generation_tags(template: str) -> str:
     return re.sub(r'\{%-?\s*(end)?generation\s*-?%\}', '', template)
 
 # %% ../nbs/11_quantize.ipynb #8aceaeef
+def _with_rope(cls):
+    "Patch llama.cpp's converter class `cls`: the rotary share read from transformers 5's config, the rope base written."
+    params = cls.set_gguf_parameters                 # neither StableLM's nor GPT-NeoX's writes a rope base (10,000 assumed)
+    def patched(self):
+        self.hparams.setdefault('rotary_pct', self.rope_parameters.get('partial_rotary_factor', 1.0))   # GPT-NeoX's key
+        params(self)
+        self.gguf_writer.add_rope_freq_base(float(self.rope_parameters.get('rope_theta', 10_000.0)))
+    cls.set_gguf_parameters = patched
+
 def _convert_main(llama_dir: str, src: str, out: str, outtype: str):
     "Child-process entry: run llama.cpp's converter on `src` with our pre-tokenizer and a llama.cpp-ready chat template."
     sys.path[:0] = [llama_dir, str(Path(llama_dir) / 'gguf-py')]
@@ -131,11 +144,8 @@ def _convert_main(llama_dir: str, src: str, out: str, outtype: str):
     add = gguf.GGUFWriter.add_chat_template
     gguf.GGUFWriter.add_chat_template = lambda self, t: add(self, strip_generation_tags(t) if isinstance(t, str) else t)
     from conversion.stablelm import StableLMModel
-    params = StableLMModel.set_gguf_parameters       # it writes no rope base, and llama.cpp then assumes 10,000
-    def with_rope_base(self):
-        params(self)
-        self.gguf_writer.add_rope_freq_base(float(self.rope_parameters.get('rope_theta', 10_000.0)))
-    StableLMModel.set_gguf_parameters = with_rope_base
+    from conversion.gptneox import GPTNeoXModel
+    for cls in (StableLMModel, GPTNeoXModel): _with_rope(cls)
     sys.argv = ['convert_hf_to_gguf.py', src, '--outfile', out, '--outtype', outtype]
     convert_hf_to_gguf.main()
 
@@ -161,7 +171,7 @@ def _n_tensors(src) -> int:
     return n
 
 def convert_gguf(src, out, outtype: str = 'f16', progress: bool = True) -> Path:
-    "Convert a StableLM checkpoint directory to a GGUF file of type `f32`, `f16` or `q8_0` with llama.cpp's converter."
+    "Convert a StableLM or GPT-NeoX checkpoint directory to a GGUF file of type `f32`, `f16` or `q8_0` with llama.cpp's converter."
     check_source(src); out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
     code = (f"from stablecode.quantize import _convert_main; "
             f"_convert_main({str(llama_cpp_dir())!r}, {str(src)!r}, {str(out)!r}, {outtype!r})")
@@ -240,18 +250,35 @@ class StableLmLoader(ct2t.LlamaLoader):
             self.set_linear(ls.ffn.linear_0_noact, layer.mlp.up_proj)
             self.set_linear(ls.ffn.linear_1, layer.mlp.down_proj)
 
-    def set_config(self, config, model, tokenizer):
-        config.bos_token, config.eos_token = tokenizer.bos_token or EOT, tokenizer.eos_token or EOT
-        config.unk_token = tokenizer.unk_token or ''
-        config.layer_norm_epsilon = model.config.layer_norm_eps
-
+    def set_config(self, config, model, tokenizer): _ct2_config(config, model, tokenizer)
     def set_layer_norm(self, spec, ln): spec.gamma, spec.beta = ln.weight, ln.bias
+
+def _ct2_config(config, model, tokenizer):
+    "The special tokens (ours name no BOS or UNK) and LayerNorm epsilon of a CTranslate2 model's config."
+    config.bos_token, config.eos_token = tokenizer.bos_token or EOT, tokenizer.eos_token or EOT
+    config.unk_token = tokenizer.unk_token or ''
+    config.layer_norm_epsilon = model.config.layer_norm_eps
+
+@ct2t.register_loader('GPTNeoXConfig')
+class GPTNeoXLoader(ct2t.GPTNeoXLoader):
+    "CTranslate2's GPT-NeoX loader for transformers 5's model: rotary share and base from its config, `lm_head`."
+    def get_model_spec(self, model):
+        c = model_config_from_gpt_neox(model.config)
+        spec = transformer_spec.TransformerDecoderModelSpec.from_config(
+            c.num_hidden_layers, c.num_attention_heads, activation=common_spec.Activation.GELU, pre_norm=True,
+            rotary_dim=c.rotary_dims, rotary_interleave=False, rotary_base=c.rope_theta,
+            parallel_residual=c.use_parallel_residual, shared_layer_norm=False)
+        self.set_decoder(spec.decoder, model.gpt_neox, c.num_attention_heads)
+        self.set_linear(spec.decoder.projection, model.get_output_embeddings())   # transformers 5: lm_head
+        return spec
+
+    def set_config(self, config, model, tokenizer): _ct2_config(config, model, tokenizer)
 
 _TOKENIZER_FILES = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja',
                     'stablecode_tokenizer.json')
 
 def export_ct2(src, out, dtype: str = 'int8') -> Path:
-    "Convert a StableLM checkpoint to a CTranslate2 model directory (`int8`, `int8_float32` or `float32`), tokenizer beside."
+    "Convert a StableLM or GPT-NeoX checkpoint to a CTranslate2 model directory (`int8`, `int8_float32` or `float32`), tokenizer beside."
     check_source(src)
     files = [f for f in _TOKENIZER_FILES if (Path(src) / f).is_file()]
     conv = ct2t.TransformersConverter(str(src), copy_files=files, low_cpu_mem_usage=True)

@@ -1,4 +1,5 @@
-"""Quantization: GGUF through llama.cpp's converter and quantizer, CTranslate2 through our StableLM loader, torchao;
+"""Quantization: GGUF through llama.cpp's converter and quantizer, CTranslate2 through our StableLM and GPT-NeoX loaders,
+torchao;
 the backends of every format, `stablecode quantize` and its errors."""
 import json, subprocess, sys
 from pathlib import Path
@@ -37,10 +38,13 @@ def test_format_parsing_and_source_errors(work, tmp_path):
     with pytest.raises(ValueError, match=r"unknown format 'gguf:q3_k_s' \(known: hf:fp32, gguf:f32"): parse_formats('gguf:q3_k_s')
     with pytest.raises(ValueError, match='no format given'): parse_formats(' , ')
     with pytest.raises(ValueError, match='no config.json'): check_source(tmp_path)
+    (tmp_path / 'llama').mkdir()
+    (tmp_path / 'llama' / 'config.json').write_text(json.dumps(dict(model_type='llama', architectures=['LlamaForCausalLM'])))
+    with pytest.raises(ValueError, match=r"model_type 'llama' \(LlamaForCausalLM\) is neither StableLM nor GPT-NeoX"):
+        check_source(tmp_path / 'llama')
     alpha = StableCodeForCausalLM(preset('tiny-alpha', vocab_size=512, num_hidden_layers=1))
-    alpha.save_pretrained(tmp_path / 'alpha')                  # a GPT-NeoX checkpoint (StableCode alpha)
-    with pytest.raises(ValueError, match=r"model_type 'gpt_neox' \(GPTNeoXForCausalLM\) is not a StableLM-family"):
-        check_source(tmp_path / 'alpha')
+    alpha.save_pretrained(tmp_path / 'alpha')                  # a GPT-NeoX checkpoint (StableCode alpha), no tokenizer
+    with pytest.raises(ValueError, match='has no tokenizer.json'): check_source(tmp_path / 'alpha')
 
 
 def test_gguf_carries_tokenizer_fim_tokens_and_chat_template(work):
@@ -135,6 +139,33 @@ def test_load_backend_errors(work, tmp_path):
     with pytest.raises(ValueError, match="unknown backend 'onnx'"): load_backend(work['src'], 'onnx')
     with pytest.raises(FileNotFoundError, match='does not exist'): load_backend(f"gguf:{tmp_path / 'x.gguf'}")
     with pytest.raises(ValueError, match='is a hf model, not gguf'): load_backend(work['src'], 'gguf')
+
+
+def test_stablecode_alpha_gpt_neox_through_gguf_and_ct2(work, tmp_path):
+    """StableCode alpha's architecture (GPT-NeoX: GELU MLP, biases, two-LayerNorm parallel block, fused head-interleaved
+    query_key_value) exported to GGUF and CTranslate2. Rotary base 500,000, not the runtimes' 10,000, so a base
+    left out would show."""
+    src = random_checkpoint(tmp_path / 'alpha', shape='alpha', rope_theta=500_000.0)
+    assert json.loads((src / 'config.json').read_text())['model_type'] == 'gpt_neox'
+    paths = export(src, tmp_path / 'out', 'gguf:f16,gguf:q8_0,ct2:float32,ct2:int8', progress=False)
+    meta = gguf_metadata(paths['gguf:f16'], ('general.architecture', 'gptneox.rope.dimension_count',
+                                             'gptneox.rope.freq_base', 'gptneox.use_parallel_residual'))
+    assert meta == {'general.architecture': 'gptneox', 'gptneox.rope.dimension_count': 8,
+                    'gptneox.rope.freq_base': 500_000.0, 'gptneox.use_parallel_residual': True}
+    tok = AutoTokenizer.from_pretrained(str(src))
+    ids = tok(CODE)['input_ids']
+    fp32 = _Runner('hf', str(src), 2)
+    want, ref = fp32.greedy(ids, 16), fp32.logits(ids)
+    g16, g8 = _Runner('gguf', str(paths['gguf:f16']), 2), _Runner('gguf', str(paths['gguf:q8_0']), 2)
+    try:
+        assert g16.greedy(ids, 16) == want
+        assert np.abs(g16.logits(ids) - ref).max() < 2e-2             # F16 weights and llama.cpp's GELU: close
+        assert (g8.logits(ids).argmax(-1) == ref.argmax(-1)).mean() > 0.9   # Q8_0: the same next token nearly everywhere
+        with GGUFBackend(paths['gguf:f16']) as g: assert g.tokenize(FIM) == tok(FIM)['input_ids']
+    finally: g16.close(); g8.close()
+    c32, c8 = _Runner('ct2', str(paths['ct2:float32']), 2), _Runner('ct2', str(paths['ct2:int8']), 2)
+    assert np.abs(c32.logits(ids) - ref).max() < 1e-4 and c32.greedy(ids, 16) == want
+    assert np.abs(c8.logits(ids) - ref).max() < 0.1 * np.abs(ref).max() and (c8.logits(ids).argmax(-1) == ref.argmax(-1)).mean() > 0.9
 
 
 def test_quant_table_rows(work):
