@@ -32,8 +32,9 @@ __all__ = ['log', 'ROLES', 'CODE_SYNTAX', 'STRONG_CODE_TERMS', 'WEAK_CODE_TERMS'
            'CODE_ONLY_DEFAULT', 'COUNT_KEYS', 'check_messages', 'conversation', 'preference', 'user_text', 'row_text',
            'is_code_related', 'read_rows', 'openhermes_row', 'load_openhermes', 'load_code_feedback',
            'load_code_alpaca', 'split_hh_turns', 'pair_row', 'load_ultrafeedback', 'load_capybara', 'load_hh_harmless',
-           'load_pairs', 'stdlib_functions', 'function_request', 'offline_instructions', 'exercise_conversations',
-           'load_offline', 'load_exercises', 'SourceSpec', 'sft_dataset', 'preference_dataset']
+           'load_pairs', 'response_text', 'self_align_rows', 'load_self_align', 'stdlib_functions', 'function_request',
+           'offline_instructions', 'exercise_conversations', 'load_offline', 'load_exercises', 'SourceSpec',
+           'sft_dataset', 'preference_dataset']
 
 # %% ../nbs/10a_instruct_data.ipynb #b1a00005
 ROLES = ('system', 'user', 'assistant')
@@ -262,6 +263,25 @@ def load_pairs(path=None) -> Iterator[Optional[dict]]:
             prompt, chosen, rejected = (check_messages(_field(row, k, where), where, k) for k in ('prompt', 'chosen', 'rejected'))
             yield preference(prompt, chosen, rejected, 'pairs')
 
+# %% ../nbs/10a_instruct_data.ipynb #6656ea6b
+def response_text(r: dict) -> str:
+    "A self-alignment response's four parts written back in the reference's format (the SFT target)."
+    return (f"[Reasoning]\n{r['reasoning']}\n\n[Implementation]\n```python\n{r['implementation'].rstrip()}\n```\n\n"
+            f"[Explanation]\n{r['explanation']}\n\n[Tests]\n```python\n{r['tests'].rstrip()}\n```")
+
+def self_align_rows(pairs: Iterable[dict]) -> list[dict]:
+    "Conversations (user: the instruction, assistant: the four-part response) of self-alignment pairs."
+    out = [conversation([dict(role='user', content=p['instruction']), dict(role='assistant', content=response_text(p))],
+                        'self_align') for p in pairs]
+    return [r for r in out if r]
+
+def load_self_align(path=None) -> Iterator[Optional[dict]]:
+    "The `self_align` SFT source: the pairs (jsonl) the self-alignment stage wrote."
+    if path is None: raise ValueError("self_align: needs `path`, the final.jsonl written by the self-alignment stage")
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_file(): raise ValueError(f"self_align: no such file {p}")
+    yield from self_align_rows(json.loads(l) for l in p.read_text(encoding='utf-8').splitlines() if l.strip())
+
 # %% ../nbs/10a_instruct_data.ipynb #b1a00021
 SKIP_STDLIB_DIRS = ('site-packages', 'dist-packages', 'test', 'tests', 'idlelib', 'lib2to3', 'turtledemo', 'tkinter',
                     'ensurepip', 'encodings', 'distutils', 'pydoc_data', '__pycache__')
@@ -404,7 +424,8 @@ def load_exercises(path=None) -> Iterator[Optional[dict]]:
 
 # %% ../nbs/10a_instruct_data.ipynb #b1a00030
 SFT_LOADERS: dict[str, Callable] = dict(openhermes=load_openhermes, code_feedback=load_code_feedback,
-                                        code_alpaca=load_code_alpaca, offline=load_offline, exercises=load_exercises)
+                                        code_alpaca=load_code_alpaca, offline=load_offline, exercises=load_exercises,
+                                        self_align=load_self_align)
 PREFERENCE_LOADERS: dict[str, Callable] = dict(ultrafeedback=load_ultrafeedback, capybara=load_capybara,
                                                hh_harmless=load_hh_harmless, pairs=load_pairs)
 CODE_ONLY_DEFAULT = ('ultrafeedback', 'capybara')   # sources whose code-related filter is on unless a spec says otherwise
@@ -414,6 +435,7 @@ COUNT_KEYS = ('read', 'unusable', 'not_code', 'contaminated', 'kept', 'weighted'
 class SourceSpec(YamlConfig):
     "One source of an instruction (SFT) or preference (DPO) dataset."
     name: str                         # loader: openhermes | code_feedback | code_alpaca | offline | exercises |
+                                      #         self_align |
                                       #         ultrafeedback | capybara | hh_harmless | pairs
     path: Optional[str] = None        # local file/dir in the dataset's own schema; None: the hub (streamed)
     max_rows: Optional[int] = None    # keep at most this many rows after filtering (None: all)

@@ -18,7 +18,7 @@ from .config import Presets
 from .data import (INSTRUCT_SEED_JACCARD, CodeWordTokenizer, DedupConfig, ExecutorConfig, MinhashVerifyPairs,
                    iter_documents, minhash_config, run_stages, stdlib_dir)
 from .generate import Backend, HFBackend, OpenAIBackend
-from .instruct_data import SFT_LOADERS, _module_imports, _stdlib_files, conversation
+from .instruct_data import _module_imports, _stdlib_files, response_text, self_align_rows
 from .sandbox import Result, run_batch
 from .sft import SFTRecipe, entry, train_sft
 from .tokenizer import EOT
@@ -30,9 +30,8 @@ __all__ = ['MAX_SEED_LINES', 'BANNED_IMPORTS', 'MARKERS', 'DOCSTRING_SHOTS', 'JU
            'imported_modules', 'returns_value', 'static_reason', 'TypeCheckUnavailable', 'pyright_command',
            'type_errors', 'Contamination', 'default_contamination', 'near_duplicates', 'seed_verdicts', 'reason_kind',
            'judge_prompt', 'judge_docstrings', 'instruction_prompt', 'parse_instruction', 'write_instructions',
-           'response_prompt', 'parse_response', 'response_text', 'write_responses', 'execution_filter', 'pick_passing',
-           'final_filter', 'Step', 'run_step', 'funnel', 'plot_funnel', 'make_backend', 'self_oss_instruct', 'sft_rows',
-           'load_self_align', 'main']
+           'response_prompt', 'parse_response', 'write_responses', 'execution_filter', 'pick_passing', 'final_filter',
+           'Step', 'run_step', 'funnel', 'plot_funnel', 'make_backend', 'self_oss_instruct', 'main']
 
 # %% ../nbs/12_self_align.ipynb #a19fadd5
 def function_seeds(text: str,             # a Python file
@@ -374,11 +373,6 @@ def parse_response(text: str) -> tuple[dict | None, str | None]:
     return dict(reasoning=parts.get('Reasoning', ''), implementation=impl + '\n', explanation=parts.get('Explanation', ''),
                 tests=tests + '\n'), None
 
-def response_text(r: dict) -> str:
-    "A parsed sample written back in the four-part format (the SFT target)."
-    return (f"[Reasoning]\n{r['reasoning']}\n\n[Implementation]\n```python\n{r['implementation'].rstrip()}\n```\n\n"
-            f"[Explanation]\n{r['explanation']}\n\n[Tests]\n```python\n{r['tests'].rstrip()}\n```")
-
 # %% ../nbs/12_self_align.ipynb #c0e99029
 def write_responses(backend: Backend, instructions: list[dict],  # rows with `instruction`
                     n: int = 10, temperature: float = 0.7,       # the reference: 10 samples at 0.7
@@ -526,20 +520,6 @@ def self_oss_instruct(backend: Backend, candidates: list[dict], out_dir,
         rows = run_step(out, st, rows)
     return rows
 
-# %% ../nbs/12_self_align.ipynb #1d7a6ba6
-def sft_rows(pairs: Iterable[dict]) -> list[dict]:
-    "Conversations (user: the instruction, assistant: the four-part response) of the pipeline's pairs."
-    out = [conversation([dict(role='user', content=p['instruction']), dict(role='assistant', content=response_text(p))],
-                        'self_align') for p in pairs]
-    return [r for r in out if r]
-
-def load_self_align(path=None):
-    "The `self_align` SFT source: the pairs (jsonl) this pipeline wrote."
-    if path is None: raise ValueError("source 'self_align' needs a path (the stage's self_align/final.jsonl)")
-    yield from sft_rows(json.loads(l) for l in Path(path).read_text().splitlines() if l.strip())
-
-SFT_LOADERS.setdefault('self_align', load_self_align)
-
 # %% ../nbs/12_self_align.ipynb #b2e297d8
 SELF_ALIGN_PRESETS = Presets('self_align', SFTRecipe, {
     'starcoder2-15b-instruct': dict(      # REFERENCE §4: the reference's SFT of StarCoder2-15B on its ~50k pairs
@@ -557,7 +537,7 @@ SELF_ALIGN_PRESETS = Presets('self_align', SFTRecipe, {
 self_align_preset = SELF_ALIGN_PRESETS
 
 def main(argv: list[str] | None = None) -> int:
-    "`python -m stablecode.self_align --config FILE`: SFT on the pipeline's pairs (this module registers the format and source)."
+    "`python -m stablecode.self_align --config FILE`: SFT on the pipeline's pairs (the `self_align` source)."
     return entry(argv, SFTRecipe, train_sft, 'stablecode self_align', 'SFT on the Self-OSS-Instruct pairs (TRL).')
 
 # %% ../nbs/12_self_align.ipynb #ff1ed600

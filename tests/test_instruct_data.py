@@ -166,7 +166,7 @@ def test_decontamination_drops_a_humaneval_solution(tmp_path):
 
 def test_source_spec_validation(tmp_path):
     with pytest.raises(ConfigError, match=r"source 'hermes': unknown loader \(known: openhermes, code_feedback, code_alpaca, "
-                                          r"offline, exercises, (self_align, )?ultrafeedback, capybara, hh_harmless, pairs\)"):
+                                          r"offline, exercises, self_align, ultrafeedback, capybara, hh_harmless, pairs\)"):
         SourceSpec('hermes')
     with pytest.raises(ConfigError, match=r"max_rows must be >= 0"): SourceSpec('openhermes', max_rows=-1)
     with pytest.raises(ConfigError, match=r"weight must be a number >= 0"): SourceSpec('openhermes', weight=-0.5)

@@ -161,7 +161,7 @@ def test_sft_on_fixed_responses_trains_through_the_real_trainer(tmp_path):
     parsed, _ = sa.parse_response(RESP)
     pairs = [dict(parsed, instruction=f'Write `histogram` number {i}.', inst_id=i) for i in range(8)]
     (tmp_path / 'final.jsonl').write_text(''.join(json.dumps(p) + '\n' for p in pairs))
-    view = masked_view(tok, sa.sft_rows(pairs[:1])[0]['messages'], 'self_oss')
+    view = masked_view(tok, sa.self_align_rows(pairs[:1])[0]['messages'], 'self_oss')
     assert view.startswith('### Instruction\nWrite `histogram` number 0.\n\n### Response\n[') and view.endswith(']'), view[:120]
     r = sa.self_align_preset('tiny', model=str(tmp_path / 'base'), out_dir=str(tmp_path / 'out'), progress=False, max_steps=3,
                              global_batch=4, micro_batch=2, max_length=256, lr=1e-3,
