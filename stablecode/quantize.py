@@ -678,7 +678,7 @@ def quantize_report(src, out_dir, formats: str, heldout_texts: Sequence[str], pr
 # %% ../nbs/11_quantize.ipynb #6b86f9eb
 def cli(argv: list[str] | None = None) -> int:
     "`stablecode quantize MODEL --to gguf:q4_k_m,ct2:int8,... --out DIR`; returns the exit code."
-    ap = argparse.ArgumentParser(prog='stablecode quantize', description='Export a StableLM checkpoint to GGUF '
+    ap = argparse.ArgumentParser(prog='stablecode quantize', description='Export a StableLM or GPT-NeoX checkpoint to GGUF '
                                  '(llama.cpp), CTranslate2 and torchao formats.')
     ap.add_argument('model', help='checkpoint directory (config.json, safetensors, tokenizer)')
     ap.add_argument('--to', default='gguf:q4_k_m', help='comma list of formats: ' +

@@ -30,7 +30,7 @@ def rehearsal(tmp_path_factory):
 def test_every_stage_of_the_full_scale_yaml_ran(rehearsal):
     run_dir, r = rehearsal
     m = json.loads((run_dir/'manifest.json').read_text())
-    assert m['status'] == 'done' and list(m['stages']) == ['data', 'pretrain', 'sft', 'dpo', 'eval']
+    assert m['status'] == 'done' and list(m['stages']) == ['data', 'pretrain', 'sft', 'dpo', 'eval', 'quantize']
     assert m['run'] == 'stable-code-3b-a100x256-rehearsal' and m['rehearsal']['launch']['launcher'] == 'deepspeed'
     assert m['rehearsal']['parameters']['pretrain']['preset_name'] == 'tiny'                # the overlay is recorded
     assert all(st['status'] == 'done' for st in m['stages'].values())
@@ -74,7 +74,7 @@ def test_evaluation_ran_on_the_final_checkpoint(rehearsal):
 
 
 # StableCode alpha's run rehearsed the same way: its YAML's own `rehearsal` section, nothing changed here (the
-# `tiny-alpha` GPT-NeoX model, 2 + 1 steps over two DeepSpeed CPU processes, two HumanEval problems).
+# `tiny-alpha` GPT-NeoX model, 2 + 1 steps over two DeepSpeed CPU processes, two HumanEval problems, its GGUF and CT2).
 @pytest.fixture(scope='module')
 def alpha_rehearsal(tmp_path_factory):
     d = tmp_path_factory.mktemp('rehearse-alpha')
@@ -89,7 +89,7 @@ def alpha_rehearsal(tmp_path_factory):
 def test_the_alpha_yaml_rehearses_its_gpt_neox_model_end_to_end(alpha_rehearsal):
     run_dir = alpha_rehearsal
     m = json.loads((run_dir/'manifest.json').read_text())
-    assert m['status'] == 'done' and list(m['stages']) == ['data', 'pretrain', 'eval']      # alpha: no instruct stages
+    assert m['status'] == 'done' and list(m['stages']) == ['data', 'pretrain', 'eval', 'quantize']   # no instruct stages
     assert m['run'] == 'stablecode-alpha-a100x256-rehearsal' and m['rehearsal']['parameters']['pretrain']['preset_name'] == 'tiny-alpha'
     assert 'deepspeed.launcher.launch' in (run_dir/'pretrain'/'launch.log').read_text()
     s = json.loads((run_dir/'pretrain'/'summary.json').read_text())['stages']
@@ -99,3 +99,7 @@ def test_the_alpha_yaml_rehearses_its_gpt_neox_model_end_to_end(alpha_rehearsal)
     assert conf['model_type'] == 'gpt_neox' and conf['architectures'] == ['GPTNeoXForCausalLM']
     res = json.loads((run_dir/'eval'/'results.json').read_text())
     assert res['model'].endswith('pretrain/long_context/hf') and len(res['tasks']['humaneval']['per_problem']) == 2
+    q = json.loads((run_dir/'quantize'/'quantize.json').read_text())              # the GPT-NeoX model's exports
+    rows = {r['format']: r for r in q['rows']}
+    assert list(rows) == ['hf:fp32', 'gguf:f16', 'gguf:q4_k_m', 'ct2:int8'] and q['source'].endswith('pretrain/long_context/hf')
+    assert rows['gguf:f16']['top1_agree'] > 0.95 and all('pass@1 humaneval' in r for r in rows.values())

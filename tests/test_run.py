@@ -280,7 +280,8 @@ def test_the_alpha_yaml_is_the_alpha_recipe(capsys):
     y = ROOT/'papermill_runs'/'stablecode-alpha-a100x256.yaml'
     r = load_run(y)
     st = {s.name: s.parameters for s in r.config.stages}
-    assert list(st) == ['data', 'pretrain', 'eval'] and r.config.launch.world_size == 256
+    assert list(st) == ['data', 'pretrain', 'eval', 'quantize'] and r.config.launch.world_size == 256
+    assert st['quantize']['model_path'] == 'pretrain/long_context/hf' and 'gguf:q4_k_m' in st['quantize']['formats']
     mix = mixture_preset(st['data']['mixture'])
     assert [s.dataset for s in mix.sources] == ['bigcode/starcoderdata'] and len(mix.sources[0].subsets) == 18
     lens = {n: p.seq_len for n, p in DATA_PRESETS(st['data']['data_preset']).packs.items()}
