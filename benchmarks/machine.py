@@ -14,3 +14,25 @@ def machine(*packages: str) -> dict:
     if torch.cuda.is_available(): d['gpu'] = torch.cuda.get_device_name()
     for p in packages: d[p] = importlib.import_module(p).__version__
     return d
+
+def machine_text(m: dict) -> str:
+    "The machine of `machine()` in one sentence, for a result's Markdown."
+    return (f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}, "
+            f"load average at start {m['load_average_1min_at_start']}.")
+
+def alternate(n_rounds: int, sides: dict) -> list[dict]:
+    """Run every side once per round, the order reversed every other round so that load from other processes falls on
+    all of them. `sides`: name -> zero-argument callable returning a tuple whose first item is seconds.
+    Returns one {name: result} per round."""
+    out = []
+    for r in range(n_rounds):
+        got = {}
+        for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            got[name] = sides[name]()
+            print(f"round {r}: {name} {got[name][0]:.1f}s", flush=True)
+        out.append(got)
+    return out
+
+def md_table(header: list[str], rows: list[list]) -> list[str]:
+    "A Markdown table's lines."
+    return ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]
