@@ -574,7 +574,8 @@ DATA_PRESETS = Presets('data', DataBuildConfig, {
                                       long_context=dict(seq_len=16_384, fim_scope='file', group_by='repository', **_FIM))),
     # StableCode alpha: 4,096 tokens, then 16,384 (REFERENCE §3) with the released checkpoint's StarCoder tokenizer; no
     # FIM (the alpha sources state none) and a repository's files joined (not stated either), each a `packs` change away
-    'stablecode-alpha': dict(tokenizer=dict(kind='hub', name='stabilityai/stablecode-completion-alpha-3b'), pack_tasks=512,
+    'stablecode-alpha': dict(tokenizer=dict(kind='hub', name='stabilityai/stablecode-completion-alpha-3b',
+                                            prompt_format='alpha'), pack_tasks=512,
                              packs=dict(code=dict(seq_len=4096, fim_rate=0.0),
                                         long_context=dict(seq_len=16_384, fim_rate=0.0, group_by='repository'))),
 })

@@ -15,18 +15,21 @@ from .config import YamlConfig, ConfigError
 from transformers.utils.chat_template_utils import render_jinja_template
 
 # %% auto #0
-__all__ = ['EOT', 'FIM_PREFIX', 'FIM_MIDDLE', 'FIM_SUFFIX', 'FIM_PAD', 'IM_START', 'IM_END', 'SPECIAL_TOKENS', 'SPECIAL_IDS',
-           'CHATML_TEMPLATE', 'ALPHA_INSTRUCTION', 'ALPHA_RESPONSE', 'ALPHA_TEMPLATE', 'SELF_OSS_INSTRUCTION',
-           'SELF_OSS_RESPONSE', 'SELF_OSS_TEMPLATE', 'PROMPT_FORMATS', 'DEFAULT_FORMAT', 'instruction_template',
-           'PromptFormat', 'get_prompt_format', 'chat_text', 'set_chat_template', 'tokenizer_format',
-           'resolve_prompt_format', 'padded_vocab_size', 'train_tokenizer', 'special_ids', 'vocab_hash',
-           'save_tokenizer', 'load_tokenizer', 'hub_tokenizer', 'TokenizerConfig', 'build_tokenizer']
+__all__ = ['EOT', 'FIM_PREFIX', 'FIM_MIDDLE', 'FIM_SUFFIX', 'FIM_PAD', 'IM_START', 'IM_END', 'BASE_TOKENS', 'CHATML_TOKENS',
+           'SPECIAL_TOKENS', 'SPECIAL_IDS', 'CHATML_TEMPLATE', 'ALPHA_INSTRUCTION', 'ALPHA_RESPONSE', 'ALPHA_TEMPLATE',
+           'SELF_OSS_INSTRUCTION', 'SELF_OSS_RESPONSE', 'SELF_OSS_TEMPLATE', 'PROMPT_FORMATS', 'DEFAULT_FORMAT',
+           'instruction_template', 'PromptFormat', 'get_prompt_format', 'chat_text', 'format_tokens',
+           'set_chat_template', 'tokenizer_format', 'resolve_prompt_format', 'padded_vocab_size', 'train_tokenizer',
+           'special_ids', 'vocab_hash', 'save_tokenizer', 'load_tokenizer', 'hub_tokenizer', 'TokenizerConfig',
+           'build_tokenizer']
 
 # %% ../nbs/02_tokenizer.ipynb #5d6becd3
 EOT = '<|endoftext|>'                                                  # document end; bos = eos = id 0
 FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD = '<fim_prefix>', '<fim_middle>', '<fim_suffix>', '<fim_pad>'
 IM_START, IM_END = '<|im_start|>', '<|im_end|>'                          # ChatML turns
-SPECIAL_TOKENS = [EOT, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD, IM_START, IM_END]
+BASE_TOKENS = [EOT, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD]   # every tokenizer of ours: pretraining's tokens
+CHATML_TOKENS = [IM_START, IM_END]                                # and, for ChatML models, these
+SPECIAL_TOKENS = BASE_TOKENS + CHATML_TOKENS
 SPECIAL_IDS = {t: i for i, t in enumerate(SPECIAL_TOKENS)}   # the fixed ids of a trained tokenizer
 
 # %% ../nbs/02_tokenizer.ipynb #13ab774e
@@ -88,8 +91,14 @@ def chat_text(messages: list[dict],                 # [{'role': 'system' | 'user
     except TemplateError as e: raise ValueError(str(e)) from None
 
 # %% ../nbs/02_tokenizer.ipynb #dcbb4df9
+def format_tokens(prompt_format: str) -> list[str]:
+    "The special tokens a prompt format writes (ChatML's two; none for the plain `###` formats)."
+    return [t for t in CHATML_TOKENS if t in get_prompt_format(prompt_format).template]
+
 def set_chat_template(tok, prompt_format: str = DEFAULT_FORMAT):
     "Give `tok` the chat template of `prompt_format` (saved with it: `chat_template.jinja`); returns `tok`."
+    missing = [t for t in format_tokens(prompt_format) if t not in tok.get_vocab()]
+    if missing: raise ValueError(f"the {prompt_format} prompt format needs special tokens {missing}, which this tokenizer lacks")
     tok.chat_template = get_prompt_format(prompt_format).template
     return tok
 
@@ -156,9 +165,11 @@ def train_tokenizer(texts: Iterable[str],            # training text, e.g. the `
 
 # %% ../nbs/02_tokenizer.ipynb #3bfa636a
 def special_ids(tok) -> dict[str, int]:
-    "Ids of the special tokens in `tok`; an error naming any that are missing or split into several tokens."
+    """Ids of the special tokens in `tok`: every one of `BASE_TOKENS`, and the ChatML ones when it has either; an error
+    naming any that are missing or split into several tokens."""
     out, missing = {}, []
-    for t in SPECIAL_TOKENS:
+    vocab = tok.get_vocab()
+    for t in (SPECIAL_TOKENS if any(t in vocab for t in CHATML_TOKENS) else BASE_TOKENS):
         i = tok.convert_tokens_to_ids(t)
         if i is None or i == tok.unk_token_id or tok.convert_ids_to_tokens(i) != t: missing.append(t)
         else: out[t] = i
@@ -191,16 +202,17 @@ def load_tokenizer(path_or_name: str | Path, revision: str | None = None):
 # %% ../nbs/02_tokenizer.ipynb #7d1733ae
 def hub_tokenizer(name: str = 'stabilityai/stable-code-3b',  # hub id of the tokenizer
                   revision: str | None = None,               # branch, tag or commit
-                  add_missing: bool = True):                  # add absent FIM/ChatML tokens as special tokens
-    "Load a tokenizer from the hub by name, with the FIM and ChatML special tokens ensured."
+                  add_missing: bool = True,                   # add absent special tokens
+                  prompt_format: str = DEFAULT_FORMAT):       # chat format: its template if none, and its tokens
+    "Load a tokenizer from the hub by name, with the FIM tokens and those of `prompt_format` ensured."
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(name, revision=revision)
     vocab = tok.get_vocab()
-    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+    missing = [t for t in BASE_TOKENS + format_tokens(prompt_format) if t not in vocab]
     if missing and not add_missing: raise ValueError(f"{name} lacks special tokens {missing}")
     if missing: tok.add_special_tokens({'additional_special_tokens': missing})
     if tok.eos_token is None: tok.eos_token = EOT
-    if getattr(tok, 'chat_template', None) is None: set_chat_template(tok, DEFAULT_FORMAT)
+    if getattr(tok, 'chat_template', None) is None: set_chat_template(tok, prompt_format)
     special_ids(tok)
     return tok
 
@@ -214,8 +226,11 @@ class TokenizerConfig(YamlConfig):
     min_frequency: int = 2                   # minimum pair count for a merge
     max_chars: int = 20_000_000              # characters of corpus text the trainer reads
     pad_multiple: int = 64                   # the model's vocabulary is padded to a multiple of this
+    prompt_format: str = DEFAULT_FORMAT      # chat format: a hub tokenizer gets its tokens (and template, if it has none)
 
     def validate(self):
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ConfigError(f"TokenizerConfig: unknown prompt_format {self.prompt_format!r} (known: {', '.join(PROMPT_FORMATS)})")
         if self.kind == 'train' and self.vocab_size % self.pad_multiple:
             raise ConfigError(f"TokenizerConfig: 'vocab_size' {self.vocab_size} is not a multiple of "
                               f"'pad_multiple' {self.pad_multiple}")
@@ -225,7 +240,7 @@ def build_tokenizer(cfg: TokenizerConfig,           # how to make the tokenizer
                     out_dir,                         # where to save it
                     **meta):                         # extra fields for `stablecode_tokenizer.json` (e.g. corpus hash)
     "Train or fetch the tokenizer per `cfg` and save it in `out_dir`; returns the loaded tokenizer."
-    if cfg.kind == 'hub': tok = hub_tokenizer(cfg.name)
+    if cfg.kind == 'hub': tok = hub_tokenizer(cfg.name, prompt_format=cfg.prompt_format)
     else:
         if texts is None: raise ValueError("build_tokenizer: kind 'train' needs corpus texts")
         tok = train_tokenizer(texts, cfg.vocab_size, min_frequency=cfg.min_frequency, max_chars=cfg.max_chars,

@@ -196,7 +196,9 @@ def test_hub_tokenizer_adds_missing_special_tokens(tmp_path):
     "The full-scale loader path, on a local directory: a base tokenizer without FIM/ChatML tokens gets them added."
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
     from transformers import PreTrainedTokenizerFast
-    from stablecode.tokenizer import hub_tokenizer, special_ids, padded_vocab_size
+    from stablecode.config import ConfigError
+    from stablecode.tokenizer import (TokenizerConfig, build_tokenizer, hub_tokenizer, padded_vocab_size, set_chat_template,
+                                      special_ids)
     t = Tokenizer(models.BPE()); t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     t.decoder = decoders.ByteLevel()
     t.train_from_iterator(["def f(): pass\n"] * 10, trainers.BpeTrainer(
@@ -211,6 +213,18 @@ def test_hub_tokenizer_adds_missing_special_tokens(tmp_path):
     assert padded_vocab_size(len(tok)) % 64 == 0 and padded_vocab_size(len(tok)) >= len(tok)
     assert tok.apply_chat_template([dict(role='user', content='x')], tokenize=False) == '<|im_start|>user\nx<|im_end|>\n'
     with pytest.raises(ValueError, match='lacks special tokens'): hub_tokenizer(str(tmp_path / 'base'), add_missing=False)
+    # StableCode alpha's format writes no special token: only the FIM tokens are added, the vocabulary stays as it was
+    alpha = hub_tokenizer(str(tmp_path / 'base'), prompt_format='alpha')
+    assert len(alpha) == n0 + 3 and '<|im_start|>' not in alpha.get_vocab() and '<|im_start|>' not in special_ids(alpha)
+    assert alpha.apply_chat_template([dict(role='user', content='x')], tokenize=False, add_generation_prompt=True) == \
+        '###Instruction\nx\n\n###Response\n'
+    with pytest.raises(ValueError, match=r"the chatml prompt format needs special tokens \['<\|im_start\|>', '<\|im_end\|>'\]"):
+        set_chat_template(alpha, 'chatml')
+    cfg = TokenizerConfig(kind='hub', name=str(tmp_path / 'base'), prompt_format='alpha')
+    build_tokenizer(cfg, None, tmp_path / 'out')
+    saved = json.loads((tmp_path / 'out' / 'stablecode_tokenizer.json').read_text())
+    assert saved['size'] == n0 + 3 and set(saved['special_ids']) == {'<|endoftext|>', '<fim_prefix>', '<fim_middle>', '<fim_suffix>', '<fim_pad>'}
+    with pytest.raises(ConfigError, match="unknown prompt_format 'vicuna'"): TokenizerConfig(prompt_format='vicuna')
 
 
 # ---------------------------------------------------------------- parallel packing (pack_corpus)
