@@ -1,5 +1,5 @@
 """StableCode alpha (GPT-NeoX) as configuration of our model: parity with transformers' GPTNeoXForCausalLM both ways."""
-import json
+import json, os, subprocess, sys
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
@@ -188,3 +188,37 @@ def test_a_stage_starts_from_the_gpt_neox_checkpoint_it_names(alpha_run, stage, 
     assert abs(_first_loss(fresh, cfg, st) - logged) > 0.01
     after = StableCodeForCausalLM.from_pretrained(d / 'out' / stage / 'hf')
     assert not torch.equal(after.model.layers[0].mlp.up_proj.weight, begin.model.layers[0].mlp.up_proj.weight)   # it trained
+
+
+HUB_SCRIPT = """
+import json, sys, torch
+from dataclasses import replace
+from stablecode.pretrain import init_model, pretrain_preset
+cfg = pretrain_preset('tiny-alpha')
+stage = replace(cfg.stages[0], init='stabilityai/stablecode-completion-alpha-3b')   # a hub id: the released alpha's
+m = init_model(cfg, stage, vocab_size=int(sys.argv[1]), seq_len=4096).eval()
+with torch.no_grad(): print(json.dumps(dict(logits=m(torch.tensor([[1, 2, 3, 4, 5]])).logits[0, -1, :8].tolist(),
+                                            max_pos=m.cfg.max_position_embeddings, mlp=m.cfg.mlp)))
+"""
+
+@pytest.mark.parametrize('weights', ['safetensors', 'bin'])
+def test_a_stage_starts_from_a_gpt_neox_hub_id(tmp_path, weights):
+    """`init: <hub id>` of a gpt_neox checkpoint goes through the real hub code (`snapshot_download`, safetensors
+    preferred, else the 2023 release's pytorch_model*.bin), here answered offline from a hub cache laid out on disk."""
+    torch.manual_seed(5)
+    stock = GPTNeoXForCausalLM(model_config_to_gpt_neox(preset('tiny-alpha', vocab_size=512))).eval()
+    rev = '0123456789abcdef0123456789abcdef01234567'
+    repo = tmp_path / 'hub' / 'models--stabilityai--stablecode-completion-alpha-3b'
+    snap = repo / 'snapshots' / rev
+    if weights == 'safetensors': stock.save_pretrained(snap)
+    else:                                                                     # the 2023 layout (transformers 5 writes
+        stock.config.save_pretrained(snap); torch.save(stock.state_dict(), snap / 'pytorch_model.bin')   # no .bin)
+    (repo / 'refs').mkdir(); (repo / 'refs' / 'main').write_text(rev)
+    assert any(snap.glob('*.bin' if weights == 'bin' else '*.safetensors'))
+    r = subprocess.run([sys.executable, '-c', HUB_SCRIPT, '512'], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, 'HF_HUB_CACHE': str(tmp_path / 'hub'), 'HF_HUB_OFFLINE': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    with torch.no_grad(): want = stock(torch.tensor([[1, 2, 3, 4, 5]])).logits[0, -1, :8]
+    assert got['mlp'] == 'gelu' and got['max_pos'] == 4096                   # the stage's length applied
+    assert (torch.tensor(got['logits']) - want).abs().max().item() < 1e-5
