@@ -93,8 +93,8 @@ def random_checkpoint(out_dir, shape: str = 'tiny', seed: int = 0, vocab_size: i
     set_chat_template(tok, DEFAULT_FORMAT)
     torch.manual_seed(seed)
     base, dims = SHAPES[shape]
-    cfg = preset(base, vocab_size=padded_vocab_size(len(tok), 256 if shape in ('kquant', 'small') else 64), num_hidden_layers=layers,
-                 **{**dims, **overrides})
+    multiple = 256 if shape in ('kquant', 'small') else 64
+    cfg = preset(base, vocab_size=padded_vocab_size(len(tok), multiple), num_hidden_layers=layers, **{**dims, **overrides})
     m = StableCodeForCausalLM(cfg).eval()
     out = Path(out_dir); m.save_pretrained(out); save_tokenizer(tok, out)
     return out
@@ -171,7 +171,7 @@ def _n_tensors(src) -> int:
     return n
 
 def convert_gguf(src, out, outtype: str = 'f16', progress: bool = True) -> Path:
-    "Convert a StableLM or GPT-NeoX checkpoint directory to a GGUF file of type `f32`, `f16` or `q8_0` with llama.cpp's converter."
+    "A GGUF file (`f32`, `f16` or `q8_0`) of a StableLM or GPT-NeoX checkpoint directory, by llama.cpp's converter."
     check_source(src); out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
     code = (f"from stablecode.quantize import _convert_main; "
             f"_convert_main({str(llama_cpp_dir())!r}, {str(src)!r}, {str(out)!r}, {outtype!r})")
@@ -278,7 +278,7 @@ _TOKENIZER_FILES = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_m
                     'stablecode_tokenizer.json')
 
 def export_ct2(src, out, dtype: str = 'int8') -> Path:
-    "Convert a StableLM or GPT-NeoX checkpoint to a CTranslate2 model directory (`int8`, `int8_float32` or `float32`), tokenizer beside."
+    "A CTranslate2 model directory (`int8`, `int8_float32` or `float32`) of a StableLM or GPT-NeoX checkpoint, tokenizer beside."
     check_source(src)
     files = [f for f in _TOKENIZER_FILES if (Path(src) / f).is_file()]
     conv = ct2t.TransformersConverter(str(src), copy_files=files, low_cpu_mem_usage=True)
