@@ -831,6 +831,9 @@ class _ForkServer:
             line = self.p.stdout.readline() if ready else b''
             d = json.loads(line) if line else None
         except (OSError, ValueError): d = None
+        if d is None:                               # no answer: give a dying server a moment, so `alive` tells the truth
+            try: self.p.wait(timeout=2)
+            except subprocess.TimeoutExpired: pass
         if self.cg and self.cg.ooms() > ooms: return dict(oom=True, **(d or dict(rc=-9, stdout='', stderr='')))
         return d
 
@@ -921,13 +924,15 @@ def run_batch(jobs: Sequence[str | dict],          # programs, or dicts with pro
                  if x in d}
         extra = {**kw, **extra}
         if warm and d['language'] == 'python':
-            srv = getattr(local, 'srv', None)
-            if srv is None or not srv.alive():
-                if srv is not None: srv.close()
-                srv = local.srv = _ForkServer()
-                with lock: servers.append(srv)
             extra.pop('compile_timeout', None)
-            r = run_warm(srv, d['program'], d['timeout'], d['memory_mb'], **extra)
+            for attempt in range(2):     # a server the previous program killed costs the next one a retry, not a verdict
+                srv = getattr(local, 'srv', None)
+                if srv is None or not srv.alive():
+                    if srv is not None: srv.close()
+                    srv = local.srv = _ForkServer()
+                    with lock: servers.append(srv)
+                r = run_warm(srv, d['program'], d['timeout'], d['memory_mb'], **extra)
+                if srv.alive(): break
         else: r = run(d['program'], d['language'], d['timeout'], d['memory_mb'], **extra)
         with lock:
             done[k] = r
