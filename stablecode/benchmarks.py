@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 # %% auto #0
-__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'EXERCISE_FAMILIES', 'EXERCISE_HELDOUT', 'EXERCISE_TASKS', 'Problem', 'load_humaneval',
-           'load_mbpp', 'load_multiple', 'load_fim', 'ExerciseFamily', 'exercise', 'exercise_heldout', 'exercises',
-           'load_task']
+__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'EXERCISE_FAMILIES', 'EXERCISE_HELDOUT', 'EXERCISE_TASKS', 'Problem', 'read_jsonl',
+           'load_humaneval', 'load_mbpp', 'load_multiple', 'load_fim', 'ExerciseFamily', 'exercise', 'exercise_heldout',
+           'exercises', 'load_task']
 
 # %% ../nbs/00b_benchmarks.ipynb #3e55c18d
 @dataclass
@@ -44,7 +44,8 @@ class Problem:
 PY_STOP = ['\ndef ', '\nclass ', '\nif __name__', '\nprint(', '\n#', '\nassert ']
 
 # %% ../nbs/00b_benchmarks.ipynb #4ff2a9b8
-def _read_jsonl(path) -> list[dict]:
+def read_jsonl(path) -> list[dict]:
+    "The rows of a JSONL file (gzipped when it ends in .gz); one-line errors for a missing file or a bad line."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"task data file not found: {path}")
     op = gzip.open if path.suffix == '.gz' else open
@@ -67,7 +68,7 @@ def _rows(path=None, hub: tuple | None = None) -> list[dict]:
         if p.suffix == '.json':
             d = json.loads(p.read_text())
             return d if isinstance(d, list) else d.get('data') or d.get('rows') or list(d.values())
-        return _read_jsonl(p)
+        return read_jsonl(p)
     if hub is None: raise ValueError('no local file given and no hub dataset known for this task')
     import datasets                                   # network: only when no local file is given
     name, config, split = hub

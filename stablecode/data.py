@@ -34,9 +34,9 @@ __all__ = ['LANGUAGE_EXTENSIONS', 'EXTENSION_LANGUAGE', 'STARCODERDATA_DIRS', 'S
            'MixtureConfig', 'load_mixture', 'math_qa', 'math_problem_docs', 'stdlib_dir', 'walk_source_files',
            'read_text_file', 'SourceReader', 'SizeFilter', 'MaxLineLengthFilter', 'MeanLineLengthFilter',
            'AlnumFractionFilter', 'AutogenFilter', 'quality_filters', 'CodeWordTokenizer', 'lsh_params',
-           'minhash_config', 'lsh_probability', 'MinhashVerifyPairs', 'load_benchmarks', 'Decontaminate',
-           'make_executor', 'corpus_stages', 'iter_shard', 'iter_documents', 'finalize_corpus', 'manifest_markdown',
-           'FinalizeCorpus', 'wait_for_slurm', 'run_stages', 'build_corpus']
+           'minhash_config', 'lsh_probability', 'MinhashVerifyPairs', 'benchmark_problems', 'load_benchmarks',
+           'Decontaminate', 'make_executor', 'corpus_stages', 'iter_shard', 'iter_documents', 'finalize_corpus',
+           'manifest_markdown', 'FinalizeCorpus', 'wait_for_slurm', 'run_stages', 'build_corpus']
 
 # %% ../nbs/01_data.ipynb #2ea7d519
 LANGUAGE_EXTENSIONS: dict[str, tuple[str, ...]] = {
@@ -657,15 +657,19 @@ def _texts(p: Problem) -> dict[str, str]:
     t = {'prompt': p.prompt, 'canonical_solution': sol, 'prompt+solution': p.prompt + sol if p.prefix_in_program else ''}
     return {k: v for k, v in t.items() if v.strip()}
 
-def load_benchmarks(cfg: DecontConfig) -> list[dict]:
-    "Benchmark items (`benchmark`, `task_id`, `texts`) through the benchmark loaders; an absent extra file is left out."
+def benchmark_problems(cfg: DecontConfig) -> list[Problem]:
+    "The problems decontamination checks against: HumanEval (when on) and each `extra` TASK=FILE (an absent file left out)."
     probs = load_humaneval() if cfg.humaneval else []
     for spec in cfg.extra:
         task, eq, path = spec.partition('=')
         if not eq: raise ConfigError(f"decontamination.extra: {spec!r} is not TASK=FILE (e.g. 'mbpp=data/mbpp.jsonl')")
         p = Path(os.path.expanduser(path))
         if p.exists(): probs += load_task(task, p)
-    return [dict(benchmark=p.task, task_id=str(p.task_id), texts=_texts(p)) for p in probs if _texts(p)]
+    return probs
+
+def load_benchmarks(cfg: DecontConfig) -> list[dict]:
+    "Benchmark items (`benchmark`, `task_id`, `texts`) through the benchmark loaders."
+    return [dict(benchmark=p.task, task_id=str(p.task_id), texts=_texts(p)) for p in benchmark_problems(cfg) if _texts(p)]
 
 class Decontaminate(BaseFilter):
     "Drop documents that contain benchmark texts (n-gram overlap or exact substring); report each removal."

@@ -19,9 +19,9 @@ import torch
 from fastcore.basics import patch
 from transformers import Trainer, TrainingArguments
 from trl.trainer.utils import selective_log_softmax
-from .benchmarks import Problem, load_humaneval, load_task
+from .benchmarks import Problem, load_humaneval, load_task, read_jsonl
 from .config import ConfigError, Presets, YamlConfig
-from .data import DecontConfig, Decontaminate
+from .data import DecontConfig, Decontaminate, benchmark_problems
 from .dpo import PairsConfig, ranked_samples
 from .eval import SYSTEM, chat_messages, outcome_rank
 from .generate import Backend, OpenAIBackend
@@ -34,8 +34,8 @@ from .tokenizer import chat_text, get_prompt_format
 __all__ = ['EVOL_OPS', 'RRTF_PRESETS', 'rrtf_preset', 'EVOL_TEMPLATE', 'EVOL_DROPS', 'cli', 'EvolConfig', 'RRTFRecipe',
            'evol_messages', 'seed_ops', 'statement', 'BenchmarkOverlap', 'drop_reason', 'seed_instructions', 'evolve',
            'evol_funnel', 'teacher_backends', 'rrtf_samples', 'rrtf_scores', 'teacher_below_student', 'rrtf_rows',
-           'rank_loss', 'rrtf_loss', 'RRTFArguments', 'RRTFCollator', 'response_logps', 'RRTFTrainer', 'read_jsonl',
-           'train_rrtf', 'main']
+           'rank_loss', 'rrtf_loss', 'RRTFArguments', 'RRTFCollator', 'response_logps', 'RRTFTrainer', 'train_rrtf',
+           'main']
 
 # %% ../nbs/13_rrtf.ipynb #4b3ffd09
 EVOL_OPS = {   # WizardCoder's code-evolution methods, the five PanGu-Coder2 names (REFERENCE §5)
@@ -150,10 +150,7 @@ class BenchmarkOverlap:
         self.cfg, self.min_chars, self.dec, self._statements = cfg, min_chars, Decontaminate(cfg), None
 
     def _build(self):
-        probs = load_humaneval() if self.cfg.humaneval else []
-        for spec in self.cfg.extra:                   # 'TASK=FILE', read when present (as the data chapter does)
-            task, _, path = spec.partition('=')
-            if Path(path).expanduser().exists(): probs += load_task(task, Path(path).expanduser())
+        probs = benchmark_problems(self.cfg)         # the data chapter's: HumanEval and the `extra` files present
         self._statements = [(p.task, p.task_id, _norm(s)) for p in probs if len(s := statement(p)) >= self.min_chars]
 
     def match(self, text: str) -> dict | None:
@@ -336,10 +333,6 @@ def log(self: RRTFTrainer, logs: dict, start_time: float | None = None) -> None:
     Trainer.log(self, logs, start_time)
 
 # %% ../nbs/13_rrtf.ipynb #9948631f
-def read_jsonl(path) -> list[dict]:
-    "The rows of a JSONL file."
-    with open(path) as f: return [json.loads(l) for l in f if l.strip()]
-
 def train_rrtf(r: RRTFRecipe) -> dict:
     "RRTF-train `r.model` on the ranked rows `r.data` (this process group; started here when there is none); the summary."
     rank, world = init_distributed()
