@@ -121,9 +121,10 @@ def preference_pairs(problems: Sequence[Problem], ranked: list[list[dict]], pair
                              chosen_is_reference=bool(best.get('reference'))))
     return rows
 
-def recheck(row: dict, timeout: float = 10.0) -> bool:
+def recheck(row: dict, timeout: float = 10.0, allow_weak_sandbox: bool = False) -> bool:
     "Run a pair's two programs against its tests again: each passes exactly when its recorded outcome says all pass."
-    ok = lambda prog, outcome: (sandbox.run(prog, tests=row['tests'], timeout=timeout).status == 'passed') == (outcome == 'all_pass')
+    run = lambda prog: sandbox.run(prog, tests=row['tests'], timeout=timeout, allow_weak=allow_weak_sandbox)
+    ok = lambda prog, outcome: (run(prog).status == 'passed') == (outcome == 'all_pass')
     return ok(row['chosen_program'], row['chosen_outcome']) and ok(row['rejected_program'], row['rejected_outcome'])
 
 # %% ../nbs/10c_dpo.ipynb #5f44076b

@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse, dataclasses, gzip, hashlib, json, math, os, re, sys, time, urllib.request, urllib.error
 from collections import defaultdict
 from dataclasses import dataclass, field, asdict
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 from . import sandbox
+try: from stablecode import sandbox_ray      # registers run_batch(executor='ray') where Ray is installed
+except ImportError: sandbox_ray = None
 from .generate import Backend, HFBackend, OpenAIBackend, cut
 from .tokenizer import EOT, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, IM_END, chat_text, get_prompt_format
 from .benchmarks import MULTIPLE_LANGS, PY_STOP, Problem, load_fim, load_humaneval, load_mbpp, load_multiple, load_task
@@ -143,13 +146,6 @@ def _gen_key(p: Problem, backend: str, n: int, temperature: float, top_p: float,
     return hashlib.sha256(json.dumps([p.task, p.task_id, p.prompt, p.suffix, p.stop, backend, n, temperature, top_p,
                                       chat, max_new]).encode()).hexdigest()[:20]
 
-def _check_isolation(problems: Sequence[Problem], allow_weak: bool):
-    "Refuse to run model code without namespaces unless explicitly allowed."
-    if allow_weak or all(p.is_fim for p in problems) or sandbox.isolation() == 'bwrap': return
-    raise RuntimeError(f"evaluate: the sandbox has no namespaces ({sandbox.isolation_report()}); model code would run "
-                       "with this user's network and file access. Pass allow_weak_sandbox=True (--allow-weak-sandbox) "
-                       "to run it anyway.")
-
 def _runnable(p: Problem) -> Problem:
     "MultiPL-E's Java imports `org.javatuples`; where the sandbox has no javatuples jar the program drops that import."
     if p.language != 'java' or sandbox.JAVA_CLASSPATH: return p
@@ -165,12 +161,12 @@ def _job(p: Problem, c: str, timeout: float, memory_mb: int, limits: dict) -> di
             'timeout': max(timeout, sum(lim) + 5.0)}
 
 def evalplus_limits(problems: Sequence[Problem], timeout: float = 60.0, workers: int | None = None,
-                    progress: bool = False) -> dict:
+                    progress: bool = False, allow_weak_sandbox: bool = False) -> dict:
     "EvalPlus's per-test limits for the `-plus` tasks: max(4 s, 4 x the reference solution's time) per call."
     ps = [p for p in problems if p.task.endswith('-plus') and p.language == 'python' and p.canonical is not None]
     if not ps: return {}
     jobs = [{'program': p.solution(p.canonical), 'tests': p.tests, 'timeout': timeout, 'memory_mb': 4096} for p in ps]
-    res = sandbox.run_batch(jobs, workers=workers, progress=progress)
+    res = sandbox.run_batch(jobs, workers=workers, progress=progress, allow_weak=allow_weak_sandbox)
     return {(p.task, p.task_id): [round(max(4.0, 4 * t), 3) for t in r.test_times]
             for p, r in zip(ps, res) if r.passed and r.test_times}
 
@@ -197,10 +193,10 @@ def evaluate(problems: Sequence[Problem],       # problems of one or more tasks
              workers: int | None = None,        # parallel sandbox workers (default: cores)
              gen_batch: int = 32,               # prompts handed to the backend at once
              progress: bool = True,
-             allow_weak_sandbox: bool = False,  # run model code even without namespaces (rlimits only)
+             allow_weak_sandbox: bool = False,  # run model code even without namespaces (sandbox.check_isolation)
              ) -> dict[str, TaskResult]:
     "Generate, execute and score; returns per-task results and writes JSONL files into `out_dir`."
-    _check_isolation(problems, allow_weak_sandbox)
+    if not all(p.is_fim for p in problems): sandbox.check_isolation(allow_weak_sandbox, 'evaluate')   # before generating
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     tools, skipped = sandbox.toolchains(), {}
     for p in problems:                                   # a language without a usable toolchain is skipped, with why
@@ -231,13 +227,14 @@ def evaluate(problems: Sequence[Problem],       # problems of one or more tasks
             fh.flush()
     # execute every non-FIM sample
     jobs, where = [], []
-    limits = evalplus_limits(problems, workers=workers)
+    limits = evalplus_limits(problems, workers=workers, allow_weak_sandbox=allow_weak_sandbox)
     for pi, p in enumerate(problems):
         if p.is_fim: continue
         for si, c in enumerate(have[keys[pi]]):
             jobs.append(_job(p, c, timeout, memory_mb, limits))
             where.append((pi, si))
-    results = sandbox.run_batch(jobs, workers=workers, jsonl=out / 'executions.jsonl', progress=progress) if jobs else []
+    results = sandbox.run_batch(jobs, workers=workers, jsonl=out / 'executions.jsonl', progress=progress,
+                                allow_weak=allow_weak_sandbox) if jobs else []
     res_at = dict(zip(where, results))
     by_task: dict[str, list] = defaultdict(list)
     with open(out / 'samples.jsonl', 'w', encoding='utf-8') as fs:
@@ -287,16 +284,17 @@ def outcome_rank(o: dict) -> tuple[int, float]:
 def execution_outcomes(problems: Sequence[Problem],     # Python problems
                        completions: list[list[str]],    # samples per problem (completions, as `evaluate` keeps them)
                        timeout: float = 10.0, memory_mb: int = 2048, workers: int | None = None,
-                       progress: bool = True) -> list[list[dict]]:
+                       progress: bool = True, allow_weak_sandbox: bool = False) -> list[list[dict]]:
     "Run every sample against its problem's tests, and each failing one against the single checks; outcomes per sample."
     bad = sorted({p.task for p in problems if p.language != 'python'})
     if bad: raise ValueError(f"execution_outcomes: Python problems only (tests run apart from the program), got {bad}")
+    run = partial(sandbox.run_batch, workers=workers, progress=progress, allow_weak=allow_weak_sandbox)
     job = lambda p, c, t: {'program': p.solution(c), 'tests': t, 'timeout': timeout, 'memory_mb': memory_mb}
     flat = [(p, c) for p, cs in zip(problems, completions) for c in cs]
-    full = sandbox.run_batch([job(p, c, p.tests) for p, c in flat], workers=workers, progress=progress)
+    full = run([job(p, c, p.tests) for p, c in flat])
     again = [(k, ch) for k, ((p, c), r) in enumerate(zip(flat, full)) if r.status not in ('passed', 'compile_error')
              for ch in p.checks]
-    single = sandbox.run_batch([job(*flat[k], ch) for k, ch in again], workers=workers, progress=progress) if again else []
+    single = run([job(*flat[k], ch) for k, ch in again]) if again else []
     passed = defaultdict(int)
     for (k, _), r in zip(again, single): passed[k] += r.passed
     out, k = [], 0

@@ -614,14 +614,15 @@ def quant_table(paths: dict[str, Path], job: dict, rounds: int = 5, progress: bo
 
 # %% ../nbs/11_quantize.ipynb #5d639d6f
 def pass_at_1(paths: dict[str, Path], out_dir, tasks: dict[str, int], chat: bool = False, max_new_tokens: int = 128,
-              progress: bool = True) -> dict[str, dict[str, float]]:
+              progress: bool = True, allow_weak_sandbox: bool = False) -> dict[str, dict[str, float]]:
     "{format: {task: pass@1}} with greedy generations from each format's backend (`tasks`: name -> problem count)."
     problems = [p for t, n in tasks.items() if n for p in load_task(t, limit=n)]
     res = {}
     for k, path in tqdm(paths.items(), desc='pass@1', disable=not progress):
         with load_backend(path, k.split(':')[0]) as b:
             tables = evaluate(problems, b, Path(out_dir) / k.replace(':', '-'), n=1, temperature=0.0,
-                              max_new_tokens=max_new_tokens, ks=(1,), chat=chat, progress=False, allow_weak_sandbox=True)
+                              max_new_tokens=max_new_tokens, ks=(1,), chat=chat, progress=False,
+                              allow_weak_sandbox=allow_weak_sandbox)
         res[k] = {t: r.pass_at.get('pass@1', float('nan')) for t, r in tables.items()}
     return res
 
@@ -656,7 +657,7 @@ def plot_size_quality(rows: list[dict], path) -> Path:
 # %% ../nbs/11_quantize.ipynb #c89c2a02
 def quantize_report(src, out_dir, formats: str, heldout_texts: Sequence[str], prompts: Sequence[str],
                     tasks: dict[str, int] | None = None, chat: bool = False, rounds: int = 5, progress: bool = True,
-                    scored: str | None = None, **job_kw) -> dict:
+                    scored: str | None = None, allow_weak_sandbox: bool = False, **job_kw) -> dict:
     """Export `src` to `formats`, measure each with fp32 as reference, write quantize.json/.md and the plot in `out_dir`;
     pass@1 on `tasks` for the `scored` formats (None: every one)."""
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
@@ -665,7 +666,8 @@ def quantize_report(src, out_dir, formats: str, heldout_texts: Sequence[str], pr
     rows = quant_table(paths, job, rounds, progress)
     if tasks and any(tasks.values()):
         keep = {str(f) for f in parse_formats(scored)} if scored else set(paths)
-        p1 = pass_at_1({k: v for k, v in paths.items() if k in keep}, out / 'eval', tasks, chat=chat, progress=progress)
+        p1 = pass_at_1({k: v for k, v in paths.items() if k in keep}, out / 'eval', tasks, chat=chat, progress=progress,
+                       allow_weak_sandbox=allow_weak_sandbox)
         for r in rows: r.update({f'pass@1 {t}': v for t, v in p1.get(r['format'], {}).items()})
     gguf = {k: gguf_type_counts(p) for k, p in paths.items() if k.startswith('gguf:')}
     res = dict(source=str(src), rows=rows, gguf_types=gguf, job=dict(threads=job['threads'], rounds=rounds,

@@ -6,7 +6,7 @@ Docs: https://stablecode.github.io/stablecode/sandbox.html.md"""
 
 # %% ../nbs/09_sandbox.ipynb #ac9fad8e
 from __future__ import annotations
-import atexit, hashlib, json, os, re, secrets, shutil, signal, subprocess, sys, tempfile, threading, time
+import atexit, hashlib, json, os, re, secrets, select, shutil, signal, subprocess, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -14,9 +14,10 @@ from typing import Iterable, Sequence
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['STATUSES', 'MARKERS', 'JAVA_CLASSPATH', 'LANGUAGES', 'ALIASES', 'TMPFS_MB', 'WORKDIR_MB', 'HELLO', 'Result',
-           'Language', 'isolation', 'isolation_report', 'tree_limits', 'toolchains', 'available_languages', 'run',
-           'run_warm', 'job_key', 'run_batch']
+__all__ = ['STATUSES', 'MARKERS', 'JAVA_CLASSPATH', 'LANGUAGES', 'ALIASES', 'TMPFS_MB', 'WORKDIR_MB', 'ALLOW_WEAK_ENV',
+           'EXECUTORS', 'EXECUTOR_ENV', 'HELLO', 'Result', 'Language', 'isolation', 'isolation_report',
+           'SandboxRefused', 'check_isolation', 'tree_limits', 'toolchains', 'available_languages', 'run', 'run_warm',
+           'job_key', 'SandboxWorker', 'run_batch']
 
 # %% ../nbs/09_sandbox.ipynb #19ca5d98
 STATUSES = ('passed', 'failed', 'timeout', 'compile_error', 'oom', 'crashed')
@@ -171,6 +172,20 @@ def isolation_report() -> str:
                 f"{user}; {tree}; rlimits: cpu, memory, file size, processes; process group killed")
     why = _cache.get('bwrap_error') or 'forced by STABLECODE_SANDBOX=rlimits'
     return f"rlimits only (no namespaces: {why}): cpu, memory, file size, processes, {user}; {tree}; process group killed"
+
+class SandboxRefused(RuntimeError):
+    "Model code was not run: the sandbox has no namespaces and the caller did not opt in to the weak level."
+
+ALLOW_WEAK_ENV = 'STABLECODE_ALLOW_WEAK_SANDBOX'
+
+def check_isolation(allow_weak: bool = False,   # the caller's explicit opt-in to run without namespaces
+                    who: str = 'sandbox'):       # named in the error
+    "Refuse to execute untrusted code without namespaces, unless `allow_weak` or the environment opts in."
+    if isolation() == 'bwrap' or allow_weak or os.environ.get(ALLOW_WEAK_ENV, '').lower() in ('1', 'true', 'yes'): return
+    why = _cache.get('bwrap_error') or 'forced by STABLECODE_SANDBOX=rlimits'
+    raise SandboxRefused(f"{who}: the sandbox has no namespaces ({why}), so model code would run as this user with its "
+                         f"network and files; install bubblewrap, or opt in with allow_weak=True (--allow-weak-sandbox, "
+                         f"or {ALLOW_WEAK_ENV}=1)")
 
 # %% ../nbs/09_sandbox.ipynb #ab2e64f4
 def _w(d: str, name: str, value: str, ok: bool = False):
@@ -479,13 +494,14 @@ def _classify(lang: Language, rc, so, se, timed_out, truncated, token, ooms: int
     return 'passed', ''
 
 def _classify_split(rc, se, timed_out, truncated, ooms, verdict) -> tuple[str, str]:
-    "The outcome of a split run: the test process's verdict decides; the program's exit status does not."
+    "The outcome of a split run: the verdict decides, and only when the test process itself exited normally (rc 0)."
     if timed_out: return 'timeout', 'wall-clock deadline'
     if ooms: return 'oom', 'memory limit of the whole program tree (cgroup OOM kill)'
-    if not isinstance(verdict, dict) or verdict.get('status') not in STATUSES:
+    if rc != 0 or not isinstance(verdict, dict) or verdict.get('status') not in STATUSES:
         sig = _signal_of(rc)
         if sig == signal.SIGXCPU: return 'timeout', 'CPU time limit'
-        return ('crashed', f"killed by {_SIGNALS.get(sig, sig)}") if sig else ('failed', 'no verdict from the test process')
+        if sig: return 'crashed', f"test process killed by {_SIGNALS.get(sig, sig)}"
+        return 'failed', 'no verdict from the test process' + (f' (exit status {rc})' if rc else '')
     st, msg = verdict['status'], verdict.get('message', '')
     if truncated: return 'failed', 'output limit exceeded'
     if st == 'failed' and verdict.get('signal'):
@@ -525,12 +541,14 @@ def run(program: str,                 # source code (for tests given separately:
         file_mb: int = 16,            # largest file (and output) the program may write, MB
         nproc: int | None = None,     # process/thread limit (default: the language's)
         marker: bool = True,          # require the completion marker for `passed` (runs without `tests`)
+        allow_weak: bool = False,     # run even without namespaces (see `check_isolation`)
         ) -> Result:
     "Run one untrusted program in the sandbox and classify the outcome."
     t0 = time.perf_counter()
     name = ALIASES.get(language, language)
     if name not in LANGUAGES: raise ValueError(f"unknown language {language!r} (known: {', '.join(LANGUAGES)})")
     if tests is not None and name != 'python': raise ValueError(f"separate tests are supported for Python only, not {name}")
+    check_isolation(allow_weak, 'sandbox.run')
     lang, level = LANGUAGES[name], _level()
     ok, info = toolchains()[name]
     if not ok: return Result('crashed', f"language {name} unavailable: {info}", language=name, isolation=level)
@@ -570,7 +588,11 @@ def _run_split(wd, cmd, program, tests, test_limits, timeout, mem, nproc, output
 
 # %% ../nbs/09_sandbox.ipynb #d0336989
 _SPLIT = r'''
-import os, sys, json, time, select, signal, builtins, traceback, types, random, importlib
+import os, sys, json, time, select, signal, builtins, traceback, types, random, importlib, ctypes, gc
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl(4, 0, 0, 0, 0)         # PR_SET_DUMPABLE = 0 before any candidate exists: no /proc/<pid>/fd, mem or ptrace
+_QUIET = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                      signal.SIGALRM, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)]
 def _enc(x, depth=0):
     "Plain data only crosses the boundary (an object with its own __eq__ cannot)."
     if depth > 100: raise ValueError('value nested too deeply')
@@ -599,6 +621,18 @@ def _dec(x):
     if k == 'C': return complex(*v)
     raise ValueError(f'unknown value tag {k!r}')
 def _exc(e): return [type(e).__name__, str(e)[:500]]
+def _confine():
+    "The test process, before the fork: the candidate gets its own user and PID namespace (False where not allowed)."
+    return _libc.unshare(0x10000000 | 0x20000000) == 0          # CLONE_NEWUSER | CLONE_NEWPID
+def _as_candidate(confined):
+    "The candidate process's first steps: its own session, no capabilities, the interpreter's signal defaults."
+    os.setsid()
+    if confined:                    # the new user namespace gave it every capability there: drop them all
+        hdr, caps = (ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()
+        if _libc.capset(hdr, caps) != 0: os._exit(1)
+    _libc.prctl(38, 1, 0, 0, 0)     # PR_SET_NO_NEW_PRIVS
+    for s in _QUIET: signal.signal(s, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 def _candidate(solution, filename, rfd, wfd):
     "The candidate's process: define the solution, then answer lookups and calls from the test process."
     rd, wr = os.fdopen(rfd, 'rb'), os.fdopen(wfd, 'wb')
@@ -626,12 +660,17 @@ def _candidate(solution, filename, rfd, wfd):
         send(out)
     os._exit(0)
 class _Stop(BaseException): pass                  # a test cannot catch these with `except Exception`
+def _module(name):
+    "A module the candidate imported, for the tests: the standard library's only (the candidate cannot choose code)."
+    if not isinstance(name, str) or name.split('.')[0] not in sys.stdlib_module_names:
+        raise NameError(f'module {name!r} is not in the standard library')
+    return importlib.import_module(name)
 class _Remote(dict):
     "The tests' globals: a name the tests do not define is looked up in the candidate's process."
     def __missing__(self, name):
         if name.startswith('__') or hasattr(builtins, name): raise KeyError(name)
         d = self.call({'op': 'lookup', 'name': name})
-        if 'module' in d: v = importlib.import_module(d['module'])
+        if 'module' in d: v = _module(d['module'])
         elif 'callable' in d:
             call = self.call
             def v(*a, **kw): return call({'op': 'call', 'name': name, 'args': _enc(list(a)), 'kwargs': _enc(kw)})
@@ -639,17 +678,24 @@ class _Remote(dict):
         else: v = d['value']
         self[name] = v
         return v
-def split_run(solution, tests, vfd, limits, default_limit, filename='prog.py'):
-    "Candidate in a child process, tests here; the verdict (JSON) goes to `vfd`, which the candidate never holds."
+def _fork_candidate(solution, filename, vfd):
+    "Fork the candidate (confined where the kernel allows); returns its pid, the two pipe ends and whether confined."
     a_r, a_w = os.pipe(); b_r, b_w = os.pipe()
+    for s in _QUIET: signal.signal(s, signal.SIG_IGN)    # a signal cannot turn a failing test into a pass
+    confined = _confine()
+    gc.freeze()
     pid = os.fork()
     if pid == 0:
         try:
             for fd in (vfd, a_w, b_r): os.close(fd)
-            random.seed(); _candidate(solution, filename, a_r, b_w)
+            _as_candidate(confined); random.seed(); _candidate(solution, filename, a_r, b_w)
         finally: os._exit(1)
     os.close(a_r); os.close(b_w); random.seed()
-    wr, rd, times, state = os.fdopen(a_w, 'wb'), os.fdopen(b_r, 'rb'), [], {}
+    return pid, os.fdopen(a_w, 'wb'), os.fdopen(b_r, 'rb'), confined
+def split_run(solution, tests, vfd, limits, default_limit, filename='prog.py'):
+    "Candidate in a child process, tests here; the verdict (JSON) goes to `vfd`, which the candidate never holds."
+    pid, wr, rd, confined = _fork_candidate(solution, filename, vfd)
+    times, state = [], {}
     cfd = os.pidfd_open(pid)             # readable once the candidate exits, even if its children hold the pipe
     def call(req, first=False):
         if state: raise _Stop()
@@ -673,9 +719,10 @@ def split_run(solution, tests, vfd, limits, default_limit, filename='prog.py'):
         return _dec(d['value']) if 'value' in d else d
     g = _Remote(); g.call = call; g['__name__'] = '__main__'; g['__builtins__'] = builtins
     try:
+        code = compile(tests, 'tests.py', 'exec')      # while the candidate starts
         call(None, first=True)
         v = {'status': 'passed', 'message': ''}
-        exec(compile(tests, 'tests.py', 'exec'), g)
+        exec(code, g)
     except SystemExit as ex:
         if ex.code not in (None, 0): v = {'status': 'failed', 'message': f'the tests exited with status {ex.code}'}
     except BaseException as ex:
@@ -689,7 +736,7 @@ def split_run(solution, tests, vfd, limits, default_limit, filename='prog.py'):
     except OSError: pass
     _, st = os.waitpid(pid, 0)
     if os.WIFSIGNALED(st) and 'died' in state: v['signal'] = os.WTERMSIG(st)
-    v['test_times'] = times[:4000]            # the verdict must fit a pipe buffer
+    v['test_times'], v['confined'] = times[:4000], confined       # the verdict must fit a pipe buffer
     os.write(vfd, json.dumps(v).encode()); os.close(vfd)
 '''
 
@@ -701,18 +748,16 @@ split_run(open(job['solution']).read(), open(job['tests']).read(), job['fd'], jo
 
 # %% ../nbs/09_sandbox.ipynb #217be6d7
 _SERVER = _SPLIT + r'''
-import resource, shutil, ctypes
-libc = ctypes.CDLL(None, use_errno=True)
-libc.prctl(4, 0, 0, 0, 0)                       # PR_SET_DUMPABLE = 0: no /proc/<pid>/mem or fd access by programs
-libc.prctl(36, 1, 0, 0, 0)                      # PR_SET_CHILD_SUBREAPER: orphans come back to us
+import resource, shutil, gc
+_libc.prctl(36, 1, 0, 0, 0)                     # PR_SET_CHILD_SUBREAPER: orphans come back to us
 for m in ('math', 're', 'itertools', 'collections', 'functools', 'heapq', 'string', 'typing', 'hashlib',
           'bisect', 'fractions', 'statistics', 'decimal', 'operator', 'copy', 'threading', 'atexit', 'io'):
     try: __import__(m)
     except Exception: pass
 import threading, atexit, io
-proto_in, proto_out = os.fdopen(os.dup(0), 'rb'), os.fdopen(os.dup(1), 'wb')
-null = os.open('/dev/null', os.O_RDWR)
-os.dup2(null, 0); os.dup2(null, 1)
+proto_in, proto_out = os.fdopen(int(sys.argv[1]), 'rb'), os.fdopen(int(sys.argv[2]), 'wb')   # never fds 0-2: the
+null = os.open('/dev/null', os.O_RDWR)          # namespace's init (bubblewrap, dumpable) holds those, and /dev/null
+os.dup2(null, 0); os.dup2(null, 1); os.dup2(null, 2)
 def child(req, d, o, e, vw):
     try:
         os.setsid(); os.chdir(d)
@@ -734,6 +779,9 @@ def child(req, d, o, e, vw):
         except BaseException: os._exit(1)
         os._exit(0)
     os.close(3)
+    os._exit(run_main(req))
+def run_main(req):
+    "A program as `__main__`, with the interpreter's exit status."
     rc = 0
     try:
         main = types.ModuleType('__main__'); main.__file__ = req['file']; main.__builtins__ = builtins
@@ -755,20 +803,33 @@ def child(req, d, o, e, vw):
     for f in (sys.stdout, sys.stderr):
         try: f.flush()
         except BaseException: rc = rc or 120
-    os._exit(rc)
+    return rc
 def read(p, cap):
     try:
         with open(p, 'rb') as f: data = f.read(cap + 1)
         return data[:cap].decode('utf-8', 'replace'), len(data) > cap
     except OSError: return '', False
-n = 0
-while True:
-    line = proto_in.readline()
-    if not line: break
-    req = json.loads(line); n += 1
+def reset():
+    "Kill everything but us and init, reap it, and empty every writable place: nothing is left for the next program."
+    try: os.kill(-1, signal.SIGKILL)            # atomic against fork; spares only the caller and the namespace's init
+    except OSError: pass
+    while True:
+        try: os.waitpid(-1, 0)
+        except ChildProcessError: break
+    for top in ('/tmp/sandbox', '/tmp', '/var/tmp', '/run', '/dev/shm'):
+        try: names = os.listdir(top)
+        except OSError: continue
+        for x in names:
+            p = os.path.join(top, x)
+            if os.path.isdir(p) and not os.path.islink(p): shutil.rmtree(p, ignore_errors=True)
+            else:
+                try: os.unlink(p)
+                except OSError: pass
+def serve(req, n):
     d, o, e = f'/tmp/sandbox/w{n}', f'/tmp/sandbox/o{n}', f'/tmp/sandbox/e{n}'
     os.mkdir(d)
     vr, vw = os.pipe()
+    gc.freeze()                                 # the child's collections never touch (and so never copy) our pages
     pid = os.fork()
     if pid == 0: child(req, d, o, e, vw)
     os.close(vw)
@@ -781,71 +842,74 @@ while True:
         try: os.kill(pid, signal.SIGKILL)
         except OSError: pass
     _, status = os.waitpid(pid, 0)
-    try: os.kill(-1, signal.SIGKILL)            # everything else in the namespace, except init and us
+    try: os.kill(-1, signal.SIGKILL)            # first, so nothing writes on while we read
     except OSError: pass
-    while True:
-        try: os.waitpid(-1, 0)
-        except ChildProcessError: break
     os.set_blocking(vr, False)
     try: verdict = json.loads(os.read(vr, 1 << 20) or b'null')
     except (OSError, ValueError): verdict = None
     os.close(vr)
     so, t1 = read(o, req['cap']); se, t2 = read(e, req['cap'])
-    for top in ('/tmp/sandbox', '/tmp', '/var/tmp', '/run', '/dev/shm'):   # nothing a program wrote is left for the next one
-        try: names = os.listdir(top)
-        except OSError: continue
-        for x in names:
-            p = os.path.join(top, x)
-            if os.path.isdir(p) and not os.path.islink(p): shutil.rmtree(p, ignore_errors=True)
-            else:
-                try: os.unlink(p)
-                except OSError: pass
-    proto_out.write((json.dumps(dict(rc=os.waitstatus_to_exitcode(status), stdout=so, stderr=se, timed_out=timed_out,
-                                     truncated=t1 or t2, verdict=verdict)) + '\n').encode())
+    reset()
+    return dict(id=req['id'], rc=os.waitstatus_to_exitcode(status), stdout=so, stderr=se, timed_out=timed_out,
+                truncated=t1 or t2, verdict=verdict)
+n = 0
+while line := proto_in.readline():
+    n += 1
+    proto_out.write((json.dumps(serve(json.loads(line), n)) + '\n').encode())
     proto_out.flush()
 '''
+
+_ANSWER = {'id': str, 'rc': int, 'stdout': str, 'stderr': str, 'timed_out': bool, 'truncated': bool}
 
 class _ForkServer:
     "One warm bubblewrap sandbox running the fork server (in its own cgroup); used by one batch worker thread."
     def __init__(self):
         py = _cache.get('python') or sys.executable
+        req_r, self._w = os.pipe(); self._r, resp_w = os.pipe()
         cmd = _prlimit(core=0) + _BWRAP + ['--size', str(WORKDIR_MB << 20), '--tmpfs', '/tmp/sandbox', '--chdir', '/tmp',
-                                           '--'] + [py, '-I', '-c', _SERVER]
-        self.cg = _new_cgroup(1024, 64)
-        self.p = _spawn(cmd, self.cg, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                        env=_env('/tmp'), **_popen_kw())
+                                           '--'] + [py, '-I', '-c', _SERVER, str(req_r), str(resp_w)]
+        self.cg, self._ooms = _new_cgroup(1024, 64), 0       # OOM kills counted so far in the server's cgroup
+        try: self.p = _spawn(cmd, self.cg, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             pass_fds=(req_r, resp_w), env=_env('/tmp'), **_popen_kw())
+        finally: os.close(req_r); os.close(resp_w)
+        self.to_srv, self.from_srv = os.fdopen(self._w, 'wb'), os.fdopen(self._r, 'rb')
 
     def alive(self) -> bool: return self.p.poll() is None
+
+    def _answer(self, req_id: str, wait: float) -> dict | None:
+        "The server's answer to request `req_id`, or None (no answer in time, a broken line, another request's id)."
+        try:
+            if not select.select([self.from_srv], [], [], wait)[0]: return None
+            d = json.loads(self.from_srv.readline() or b'null')
+        except (OSError, ValueError): return None
+        ok = isinstance(d, dict) and d.get('id') == req_id and all(type(d.get(k)) is t for k, t in _ANSWER.items())
+        return d if ok else None
 
     def run(self, program: str, timeout: float, memory_mb: int, nproc: int, file_mb: int, cap: int,
             tests: str | None = None, limits: Sequence[float] = ()) -> dict | None:
         "Run one (marked) program, or a solution with its tests; None when the server died or did not answer."
-        req = dict(program=program, file='prog.py', timeout=timeout, memory_mb=memory_mb, cpu=int(timeout) + 1,
-                   nproc=nproc + 2, file_mb=file_mb, cap=cap, tests=tests, limits=list(limits))
-        ooms = self.cg.ooms() if self.cg else 0
+        req = dict(id=secrets.token_hex(8), program=program, file='prog.py', timeout=timeout, memory_mb=memory_mb,
+                   cpu=int(timeout) + 1, nproc=nproc + 2, file_mb=file_mb, cap=cap, tests=tests, limits=list(limits))
         if self.cg: self.cg.limit(memory_mb + _TREE_SLACK_MB, nproc + 16)
-        try:
-            self.p.stdin.write((json.dumps(req) + '\n').encode()); self.p.stdin.flush()
-            import select
-            ready = select.select([self.p.stdout], [], [], timeout + 30)[0]
-            line = self.p.stdout.readline() if ready else b''
-            d = json.loads(line) if line else None
-        except (OSError, ValueError): d = None
+        try: self.to_srv.write((json.dumps(req) + '\n').encode()); self.to_srv.flush(); d = self._answer(req['id'], timeout + 30)
+        except OSError: d = None
         if d is None:                               # no answer: give a dying server a moment, so `alive` tells the truth
             try: self.p.wait(timeout=2)
-            except subprocess.TimeoutExpired: pass
-        if self.cg and self.cg.ooms() > ooms: return dict(oom=True, **(d or dict(rc=-9, stdout='', stderr='')))
+            except subprocess.TimeoutExpired: self.close()
+        before, self._ooms = self._ooms, self.cg.ooms() if self.cg else 0
+        if self._ooms > before: return dict(oom=True, **(d or dict(rc=-9, stdout='', stderr='')))
         return d
 
     def close(self):
-        try: self.p.stdin.close()
-        except OSError: pass
+        for f in (self.to_srv, self.from_srv):
+            try: f.close()
+            except OSError: pass
         try: self.p.wait(timeout=5)
         except subprocess.TimeoutExpired: pass
         try: os.killpg(self.p.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError): pass
         self.p.wait()
-        if self.cg: self.cg.close()
+        if self.cg: self.cg.close(); self.cg = None
 
 def run_warm(server: _ForkServer, program: str, timeout: float = 10.0, memory_mb: int = 1024, *,
              tests: str | None = None, test_limits: Sequence[float] = (), output_limit: int = 1 << 20,
@@ -884,16 +948,10 @@ def _load_done(path: Path) -> dict[str, Result]:
                 done[d['key']] = Result(**{k: d[k] for k in Result.__dataclass_fields__ if k in d})
     return done
 
-def run_batch(jobs: Sequence[str | dict],          # programs, or dicts with program/language/timeout/memory_mb/tests
-              workers: int | None = None,           # parallel runs (default: number of cores)
-              jsonl: str | Path | None = None,      # append results here and skip jobs already in it
-              timeout: float = 10.0,                # default per-job timeout
-              memory_mb: int = 1024,                # default per-job memory limit
-              language: str = 'python',             # default language
-              progress: bool = True,                # show a progress bar
-              warm: bool = True,                    # Python jobs in warm fork-server sandboxes (bwrap only)
-              **kw) -> list[Result]:
-    "Run many programs in parallel; results in input order, duplicates run once, resumable through `jsonl`."
+_JOB_KEYS = ('compile_timeout', 'output_limit', 'file_mb', 'nproc', 'marker', 'tests', 'test_limits')
+
+def _specs(jobs, timeout, memory_mb, language) -> tuple[list[dict], list[str]]:
+    "Jobs as complete dicts (defaults filled in) and their keys; a one-line error for a malformed job."
     specs = []
     for i, j in enumerate(jobs):
         d = {'program': j} if isinstance(j, str) else dict(j)
@@ -901,51 +959,110 @@ def run_batch(jobs: Sequence[str | dict],          # programs, or dicts with pro
         d.setdefault('language', language); d.setdefault('timeout', timeout); d.setdefault('memory_mb', memory_mb)
         d['language'] = ALIASES.get(d['language'], d['language'])
         specs.append(d)
-    keys = [job_key(d['program'], d['language'], d['timeout'], d['memory_mb'], d.get('tests'), d.get('test_limits', ()))
-            for d in specs]
+    return specs, [job_key(d['program'], d['language'], d['timeout'], d['memory_mb'], d.get('tests'),
+                           d.get('test_limits', ())) for d in specs]
+
+class SandboxWorker:
+    "Runs jobs one at a time, Python jobs on its own warm fork server; never raises: a job it cannot run is `crashed`."
+    def __init__(self, warm: bool = True, allow_weak: bool = False, **kw):
+        check_isolation(allow_weak, 'sandbox worker')
+        toolchains()
+        self.warm, self.allow_weak, self.kw, self.srv = warm and isolation() == 'bwrap', allow_weak, kw, None
+
+    def _warm(self, d: dict, extra: dict) -> Result:
+        for attempt in range(2):         # a server the previous program killed costs the next one a retry, not a verdict
+            if self.srv is None or not self.srv.alive():
+                if self.srv is not None: self.srv.close()
+                self.srv = _ForkServer()
+            r = run_warm(self.srv, d['program'], d['timeout'], d['memory_mb'], **extra)
+            if self.srv.alive(): return r
+        return r
+
+    def run(self, d: dict) -> Result:
+        "One complete job dict (see `run_batch`)."
+        extra = {**self.kw, **{x: d[x] for x in _JOB_KEYS if x in d}}
+        try:
+            if self.warm and d['language'] == 'python':
+                extra.pop('compile_timeout', None)
+                return self._warm(d, extra)
+            return run(d['program'], d['language'], d['timeout'], d['memory_mb'], allow_weak=self.allow_weak, **extra)
+        except Exception as e:           # a harness failure is this job's outcome, never the batch's end
+            return Result('crashed', f"sandbox harness error: {type(e).__name__}: {e}"[:300], language=d['language'],
+                          isolation=_level())
+
+    def level(self) -> str:
+        "The isolation this worker's jobs run under (e.g. 'bwrap+cgroup1'): also a remote worker's readiness check."
+        return _level('bwrap-forkserver' if self.warm else None)
+
+    def run_many(self, items: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+        "(key, job) pairs to (key, result dict) pairs: the unit of work sent to a remote worker."
+        return [(k, self.run(d).to_dict()) for k, d in items]
+
+    def close(self):
+        if self.srv is not None: self.srv.close(); self.srv = None
+
+class _Recorder:
+    "Finished results: kept by key, appended to the JSONL file (one flushed line each), counted on the progress bar."
+    def __init__(self, done: dict, path: Path | None, total: int, progress: bool, desc: str):
+        self.done, self.lock, self.fh = done, threading.Lock(), None
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(path, 'a', encoding='utf-8')
+            if path.stat().st_size and not path.read_bytes()[-1:] == b'\n': self.fh.write('\n')   # close a cut-off line
+        self.bar = tqdm(total=total, desc=desc, disable=not progress or not total, unit='prog')
+
+    def add(self, k: str, r: Result):
+        with self.lock:
+            self.done[k] = r
+            if self.fh: self.fh.write(json.dumps({'key': k, **r.to_dict()}) + '\n'); self.fh.flush()
+            self.bar.update(1)
+
+    def close(self):
+        self.bar.close()
+        if self.fh: self.fh.close()
+
+def _run_local(todo: dict, rec: _Recorder, workers: int | None, warm: bool, allow_weak: bool, kw: dict):
+    "Threads on this machine, each with its own `SandboxWorker` (and so its own warm sandbox)."
+    local, made = threading.local(), []
+    def work(item):
+        if not hasattr(local, 'w'):
+            local.w = SandboxWorker(warm, allow_weak, **kw); made.append(local.w)
+        rec.add(item[0], local.w.run(item[1]))
+    try:
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as ex: list(ex.map(work, todo.items()))
+    finally:
+        for w in made: w.close()
+
+EXECUTORS = {'local': _run_local}       # name -> runner; `stablecode.sandbox_ray` adds 'ray'
+EXECUTOR_ENV = 'STABLECODE_SANDBOX_EXECUTOR'
+
+def run_batch(jobs: Sequence[str | dict],          # programs, or dicts with program/language/timeout/memory_mb/tests
+              workers: int | None = None,           # parallel runs (default: number of cores; on Ray: the cluster's CPUs)
+              jsonl: str | Path | None = None,      # append results here and skip jobs already in it
+              timeout: float = 10.0,                # default per-job timeout
+              memory_mb: int = 1024,                # default per-job memory limit
+              language: str = 'python',             # default language
+              progress: bool = True,                # show a progress bar
+              warm: bool = True,                    # Python jobs in warm fork-server sandboxes (bwrap only)
+              allow_weak: bool = False,             # run even without namespaces (see `check_isolation`)
+              executor: str | None = None,          # 'local' (threads here), 'ray' (a cluster); None: $STABLECODE_SANDBOX_EXECUTOR or local
+              **kw) -> list[Result]:
+    "Run many programs in parallel; results in input order, duplicates run once, resumable through `jsonl`."
+    executor = executor or os.environ.get(EXECUTOR_ENV) or 'local'
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown sandbox executor {executor!r} (registered: {', '.join(EXECUTORS)}; 'ray' registers on "
+                         f"`import stablecode.sandbox_ray`, which needs Ray: pip install 'stablecode[cluster]')")
+    specs, keys = _specs(jobs, timeout, memory_mb, language)
     path = Path(jsonl) if jsonl else None
     done = _load_done(path) if path else {}
     todo = {}
     for k, d in zip(keys, specs):
         if k not in done and k not in todo: todo[k] = d
-    toolchains()
-    lock = threading.Lock()
-    fh = None
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, 'a', encoding='utf-8')
-        if path.stat().st_size and not path.read_bytes()[-1:] == b'\n': fh.write('\n')   # close a cut-off line
-    bar = tqdm(total=len(todo), desc=f"sandbox ({isolation()})", disable=not progress or not todo, unit='prog')
-    local, servers = threading.local(), []
-    warm = warm and isolation() == 'bwrap'
-    def work(item):
-        k, d = item
-        extra = {x: d[x] for x in ('compile_timeout', 'output_limit', 'file_mb', 'nproc', 'marker', 'tests', 'test_limits')
-                 if x in d}
-        extra = {**kw, **extra}
-        if warm and d['language'] == 'python':
-            extra.pop('compile_timeout', None)
-            for attempt in range(2):     # a server the previous program killed costs the next one a retry, not a verdict
-                srv = getattr(local, 'srv', None)
-                if srv is None or not srv.alive():
-                    if srv is not None: srv.close()
-                    srv = local.srv = _ForkServer()
-                    with lock: servers.append(srv)
-                r = run_warm(srv, d['program'], d['timeout'], d['memory_mb'], **extra)
-                if srv.alive(): break
-        else: r = run(d['program'], d['language'], d['timeout'], d['memory_mb'], **extra)
-        with lock:
-            done[k] = r
-            if fh:
-                fh.write(json.dumps({'key': k, **r.to_dict()}) + '\n'); fh.flush()
-            bar.update(1)
-        return r
+    if todo: check_isolation(allow_weak, 'sandbox.run_batch')
+    rec = _Recorder(done, path, len(todo), progress, f"sandbox ({isolation()}{', ray' if executor == 'ray' else ''})")
     try:
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as ex: list(ex.map(work, todo.items()))
-    finally:
-        bar.close()
-        if fh: fh.close()
-        for srv in servers: srv.close()
+        if todo: EXECUTORS[executor](todo, rec, workers, warm, allow_weak, kw)
+    finally: rec.close()
     return [done[k] for k in keys]
 
 # %% ../nbs/09_sandbox.ipynb #d0f0c53b

@@ -399,10 +399,12 @@ def execution_filter(samples: list[dict],            # parsed samples (`implemen
                      memory_mb: int = 1024,              # memory limit per sample
                      workers: int | None = None,         # parallel sandboxes (default: one per core)
                      jsonl=None,                         # results file: an interrupted filter resumes from it
-                     progress: bool = False) -> list[Result]:
-    "The sandbox's verdict on each sample run with its own tests."
-    jobs = [dict(program=s['implementation'].rstrip() + '\n\n\n' + s['tests']) for s in samples]
-    return run_batch(jobs, workers=workers, timeout=timeout, memory_mb=memory_mb, jsonl=jsonl, progress=progress)
+                     progress: bool = False,
+                     allow_weak_sandbox: bool = False) -> list[Result]:   # run even without namespaces
+    "The sandbox's verdict on each sample: the implementation as the candidate, its own tests as the test process."
+    jobs = [dict(program=s['implementation'], tests=s['tests']) for s in samples]
+    return run_batch(jobs, workers=workers, timeout=timeout, memory_mb=memory_mb, jsonl=jsonl, progress=progress,
+                     allow_weak=allow_weak_sandbox)
 
 def pick_passing(samples: list[dict], results: list[Result], seed: int = 0) -> list[dict]:
     "One random passing sample per instruction, in instruction order."

@@ -248,8 +248,12 @@ def test_compiled_languages_early_exit_and_compile_error():
 def test_fallback_isolation_in_a_subprocess():
     "Without namespaces (forced) the limits, the process group and the completion marker still hold."
     code = textwrap.dedent('''
-        from stablecode.sandbox import run, isolation, isolation_report
+        import os
+        from stablecode.sandbox import run, isolation, isolation_report, SandboxRefused
         assert isolation() == 'rlimits', isolation()
+        try: run('assert 1 == 1', timeout=5); raise SystemExit('ran without the opt-in')
+        except SandboxRefused: pass
+        os.environ['STABLECODE_ALLOW_WEAK_SANDBOX'] = '1'
         print(isolation_report())
         assert run('assert 1 == 1', timeout=5).passed
         assert run('assert 1 == 2', timeout=5).status == 'failed'

@@ -1,7 +1,7 @@
 """The abuse suite (issue 13): attacks written as the candidate solution of a Python task, run the way rewards are
 computed (solution and tests in two processes, cold and warm). Every attack "passes" only if it succeeded, so each
 must end as a failure within its limit, and leave no process and no file behind."""
-import os, socket, tempfile, textwrap, threading, time
+import json, os, socket, tempfile, textwrap, threading, time
 from pathlib import Path
 import pytest
 from procs import listening_port, procs
@@ -12,6 +12,7 @@ CI = os.environ.get('CI') == 'true'
 NS = isolation() == 'bwrap'
 TESTS = 'def check(candidate):\n    assert candidate(2, 3) == 5\ncheck(add)\n'
 ADD = '\ndef add(a, b):\n    return a + b\n'
+SUB = '\ndef add(a, b):\n    return a - b\n'       # a wrong answer: the attacks that end with it pass only by forgery
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,6 +62,49 @@ FILL = attack('''
     print(written)
     assert all(v >= 90 for v in written.values()), written        # "passes" only if every place took 90 MB
 ''') + ADD
+
+def forge(payload: bytes) -> str:
+    """An attack's first part: write `payload` into every pipe of every process it can see, try ptrace, a pidfd and a
+    signal on each, and print what worked as JSON (`others`: the pids it saw, for the part that follows)."""
+    return attack('''
+        import ctypes, json, os, signal, sys
+        libc = ctypes.CDLL(None, use_errno=True)
+        me = int(os.readlink('/proc/self'))          # our pid as /proc numbers it (we may live in our own namespace)
+        others = [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != me]
+        got = {'pipes': [], 'ptrace': [], 'pidfd': [], 'signal': [], 'ppid': os.getppid()}
+        for pid in others:
+            try: fds = os.listdir(f'/proc/{pid}/fd')
+            except OSError: continue
+            for fd in fds:
+                try:
+                    if not os.readlink(f'/proc/{pid}/fd/{fd}').startswith('pipe:'): continue
+                    w = os.open(f'/proc/{pid}/fd/{fd}', os.O_WRONLY | os.O_NONBLOCK)
+                    os.write(w, PAYLOAD); got['pipes'].append(f'{pid}/{fd}')
+                except OSError: pass
+        for pid in others:
+            if libc.ptrace(16, pid, 0, 0) == 0: got['ptrace'].append(pid)      # PTRACE_ATTACH
+            try:
+                pfd = os.open(f'/proc/{pid}', os.O_RDONLY | os.O_DIRECTORY)   # a pidfd: pidfd_send_signal(signal 0)
+                if libc.syscall(424, pfd, 0, 0, 0) == 0: got['pidfd'].append(pid)
+            except OSError: pass
+            try:
+                if pid != os.getpid(): os.kill(pid, 0); got['signal'].append(pid)
+            except OSError: pass
+        print(json.dumps(got), flush=True)
+    ''').replace('PAYLOAD', repr(payload))
+
+
+VERDICT = b'{"status": "passed", "message": "", "test_times": []}'                    # the test process's verdict
+ANSWER = (b'{"id": "0", "rc": 0, "stdout": "", "stderr": "", "timed_out": false, "truncated": false, '  # the warm
+          b'"verdict": {"status": "passed", "message": ""}}\n')                          # server's answer line
+KILL_ALL = attack('''
+    for pid in others:
+        try: os.kill(pid, signal.SIGKILL)
+        except OSError: pass
+    for target in (0, -1):
+        try: os.kill(target, signal.SIGKILL)
+        except OSError: pass
+''')
 
 ATTACKS = {
     'infinite loop': (attack('''
@@ -118,16 +162,22 @@ ATTACKS = {
         os.kill(os.getppid(), signal.SIGKILL)
         try: os.kill(-1, signal.SIGKILL)
         except OSError: pass
-    ''') + ADD, {'failed', 'crashed'}),
+    ''') + SUB, {'failed', 'crashed'}),
+    'forged verdict through /proc, then kill everything': (forge(VERDICT) + KILL_ALL + SUB, {'failed', 'crashed'}),
+    'forged answer line through /proc, then kill everything': (forge(ANSWER) + KILL_ALL + SUB, {'failed', 'crashed'}),
+    'forged verdict, then exit': (forge(VERDICT) + 'os._exit(0)\n' + SUB, {'failed', 'crashed'}),
+    'forged verdict, wrong answer': (forge(VERDICT) + SUB, {'failed'}),
 }
 NEEDS_NS = {'disk filler in every writable path', 'write outside', 'daemonized child'}
 
 
 @pytest.mark.parametrize('name', list(ATTACKS))
-def test_attack_cold(name):
+@pytest.mark.parametrize('how', ['run', 'batch'])
+def test_attack_cold(name, how):
     if name in NEEDS_NS: need(NS, 'namespaces (bwrap) are needed to contain this attack')
     prog, ok = ATTACKS[name]
-    r = run(prog, tests=TESTS, timeout=3, memory_mb=256, nproc=32)
+    job = dict(program=prog, tests=TESTS, timeout=3, memory_mb=256, nproc=32)
+    r = run(**job) if how == 'run' else run_batch([job], warm=False, progress=False)[0]
     assert r.status in ok, r
     assert len(r.stdout) <= 1 << 20 and len(r.stderr) <= 1 << 20
 
@@ -180,3 +230,44 @@ def test_fresh_random_state_per_program():
     res = run_batch([{'program': prog + f'# {i}', 'tests': TESTS} for i in range(4)], workers=1, progress=False)
     assert all(r.passed for r in res), res
     assert len({r.stdout for r in res}) == 4, [r.stdout for r in res]
+
+
+@pytest.mark.parametrize('warm', [False, True])
+def test_the_test_process_is_out_of_reach(warm):
+    """A correct solution that tries every way to the test process: no pipe but its own, no ptrace, no pidfd, no signal
+    reaches anything outside the candidate; its parent is invisible (getppid() == 0); and it still passes."""
+    need(NS, 'namespaces (bwrap) are needed for the confined candidate')
+    job = dict(program=forge(VERDICT) + ADD, tests=TESTS, timeout=5)
+    r = run_batch([job], warm=warm, progress=False)[0]
+    assert r.status == 'passed', r
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got == {'pipes': [], 'ptrace': [], 'pidfd': [], 'signal': [], 'ppid': 0}, got
+
+
+def test_a_hostile_sample_does_not_end_the_batch():
+    """Programs that flood every pipe they can reach, kill everything and send garbage, mixed with honest jobs: each
+    hostile one gets its own failure, every honest one its true verdict, and no exception leaves run_batch."""
+    need(NS, 'the warm fork server needs namespaces')
+    flood = forge(ANSWER) + KILL_ALL
+    jobs, want = [], []
+    for i in range(3):
+        jobs += [{'program': flood + f'# {i}'}, {'program': flood + SUB + f'# {i}', 'tests': TESTS},
+                 {'program': 'x = "\\0"\nexec(x)\n' + f'# {i}'},
+                 {'program': ADD + f'# {i}', 'tests': TESTS}, {'program': f'assert {i} + 1 == {i + 1}'},
+                 {'program': SUB + f'# {i}', 'tests': TESTS}]
+        want += [{'failed', 'crashed'}, {'failed', 'crashed'}, {'failed'}, {'passed'}, {'passed'}, {'failed'}]
+    res = run_batch(jobs, workers=2, progress=False)
+    bad = [(j['program'][-60:], r) for j, r, w in zip(jobs, res, want) if r.status not in w]
+    assert not bad, bad
+
+
+def test_a_harness_error_is_one_jobs_outcome(monkeypatch):
+    "Whatever breaks inside the harness for one job becomes that job's `crashed` result, not the batch's exception."
+    real = sandbox.run_warm
+    def flaky(srv, program, *a, **kw):
+        if 'boom' in program: raise KeyError('rc')
+        return real(srv, program, *a, **kw)
+    monkeypatch.setattr(sandbox, 'run_warm', flaky)
+    res = run_batch(['assert True', '# boom', 'assert 1 == 2'], workers=1, progress=False)
+    assert [r.status for r in res] == ['passed', 'crashed', 'failed'], res
+    assert 'sandbox harness error: KeyError' in res[1].message
