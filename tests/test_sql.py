@@ -133,6 +133,19 @@ def test_offline_set_round_trips_and_covers_the_categories(tmp_path):
     assert sorted({q.category for q in qs}) == sorted(SQL_CATEGORIES) and len(qs) == 30
 
 
+def test_offline_questions_are_told_apart():
+    "Another question's gold result answers a question in only two cases, both right under sql-eval's subset rule."
+    qs, dbs = load_sql_task()
+    with open_engine('sqlite', dbs) as eng:
+        golds = [gold_results(eng, q)[0] for q in qs]
+    from stablecode.sql import keeps_order
+    hits = [(i, j) for i, q in enumerate(qs) for j in range(len(qs))
+            if i != j and any(score_result(golds[i], g, keeps_order(q.category, q.question))[1] for g in golds[j])]
+    # 0 <- 12: "orders in March 2024" is 3, and Ada, the customer with the most orders, has 3 (one number in a column);
+    # 11 <- 5: books per author, grouped by name, lists the authors in alphabetical order with an extra column
+    assert hits == [(0, 12), (11, 5)]
+
+
 # --- engines: read-only, time-limited, throwaway
 
 DESTRUCTIVE = ['DROP TABLE books', 'DELETE FROM orders', 'UPDATE books SET price = 0',
