@@ -400,7 +400,7 @@ def cli(argv: list[str] | None = None) -> int:
                     help='runtime of --model: transformers, a GGUF file (llama.cpp), CTranslate2, torchao (11_quantize)')
     ap.add_argument('--canonical', action='store_true', help='self-check: score the reference solutions')
     ap.add_argument('--out', default='eval_results', help='output directory')
-    ap.add_argument('--timeout', type=float, default=10.0, help='per-program time limit (s)')
+    ap.add_argument('--timeout', type=float, default=10.0, help='per-program time limit (s); sql: per query')
     ap.add_argument('--workers', type=int, help='parallel sandbox workers (default: cores)')
     ap.add_argument('--db', default='sqlite', help='engine of the sql task: sqlite, or a postgresql:// URL of a server '
                     'where the role may create databases and roles (09b_sql)')
