@@ -16,8 +16,9 @@ PIP = $(BIN)/pip install -q --disable-pip-version-check $(if $(LOCK),-c $(LOCK))
 
 .PHONY: install test run quickstart docs bench lock test-latest clean-venv slurm-check
 
-# System tools the tests use: bubblewrap (the execution sandbox's namespaces) and Chromium (the docs check).
-SYSTEM_PKGS ?= bubblewrap chromium chromium-driver g++ nodejs default-jdk-headless libjavatuples-java php-cli rustc golang ruby ruby-test-unit lua5.4 perl libtest-deep-perl
+# System tools the tests use: bubblewrap (the execution sandbox's namespaces), Chromium (the docs check) and PostgreSQL
+# (the SQL task's server: its tests start a throwaway cluster).
+SYSTEM_PKGS ?= bubblewrap chromium chromium-driver g++ nodejs default-jdk-headless libjavatuples-java php-cli rustc golang ruby ruby-test-unit lua5.4 perl libtest-deep-perl postgresql
 
 $(STAMP): pyproject.toml $(LOCK)
 	bash scripts/system_deps.sh $(SYSTEM_PKGS)

@@ -7,15 +7,18 @@ Docs: https://stablecode.github.io/stablecode/benchmarks.html.md"""
 
 # %% ../nbs/00b_benchmarks.ipynb #dfcd6b7f
 from __future__ import annotations
-import gzip, json, random
+import csv, gzip, json, random, re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 # %% auto #0
-__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'EXERCISE_FAMILIES', 'EXERCISE_HELDOUT', 'EXERCISE_TASKS', 'Problem', 'read_jsonl',
-           'load_humaneval', 'load_mbpp', 'load_multiple', 'load_fim', 'ExerciseFamily', 'exercise', 'exercise_heldout',
-           'exercises', 'load_task']
+__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'EXERCISE_FAMILIES', 'EXERCISE_HELDOUT', 'EXERCISE_TASKS', 'SQL_CATEGORIES', 'SQL_FIELDS',
+           'BOOKSHOP_TABLES', 'BOOKSHOP_QUESTIONS', 'SQL_DIALECTS', 'Problem', 'read_jsonl', 'load_humaneval',
+           'load_mbpp', 'load_multiple', 'load_fim', 'ExerciseFamily', 'exercise', 'exercise_heldout', 'exercises',
+           'load_task', 'SqlQuestion', 'sql_question', 'load_sql_questions', 'SqlDatabase', 'tables_from_script',
+           'load_sql_database', 'sql_script', 'bookshop_rows', 'write_sql_offline', 'bookshop_database',
+           'load_sql_task']
 
 # %% ../nbs/00b_benchmarks.ipynb #3e55c18d
 @dataclass
@@ -233,3 +236,251 @@ def load_task(name: str, path=None, limit: int | None = None) -> list[Problem]:
     else: raise ValueError(f"unknown task {name!r} (known: humaneval, humaneval-plus, mbpp, mbpp-plus, "
                            f"multiple-<{'|'.join(MULTIPLE_LANGS)}>, fim, fim-<py|js|java>, exercises, exercises-train)")
     return ps[:limit] if limit else ps
+
+# %% ../nbs/00b_benchmarks.ipynb #f55f0a3d
+SQL_CATEGORIES = ('date_functions', 'group_by', 'order_by', 'ratio', 'table_join', 'where')   # sql-eval's, late 2023
+SQL_FIELDS = ('question', 'query', 'db_name', 'query_category')                             # + optional 'instructions'
+
+@dataclass
+class SqlQuestion:
+    "One question of Defog's sql-eval: a query answers it when its result table matches the gold query's."
+    task: str                # 'sql'
+    task_id: str             # e.g. 'sql/17' (the row's position in its file)
+    question: str            # the question in English
+    query: str               # gold query: `;`-separated alternatives, `{a, b}` column choices (expanded when scoring)
+    db_name: str             # the database it runs on
+    category: str            # sql-eval's `query_category`
+    instructions: str = ''   # extra instructions (the `instructions` column of sql-eval's later files)
+
+def sql_question(row: dict, i: int, task: str = 'sql') -> SqlQuestion:
+    "One CSV row (sql-eval's columns) as a `SqlQuestion`."
+    _need(row, SQL_FIELDS, task)
+    return SqlQuestion(task, f'{task}/{i}', row['question'], row['query'], row['db_name'], row['query_category'],
+                       (row.get('instructions') or '').strip())
+
+def load_sql_questions(path, task: str = 'sql') -> list[SqlQuestion]:
+    "sql-eval's questions CSV (`question, query, db_name, query_category[, instructions]`), in file order."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"SQL questions file not found: {path}")
+    with open(path, newline='', encoding='utf-8') as f: rows = list(csv.DictReader(f))
+    if not rows: raise ValueError(f"{path}: no questions")
+    return [sql_question(r, i, task) for i, r in enumerate(rows)]
+
+# %% ../nbs/00b_benchmarks.ipynb #71643a3f
+@dataclass
+class SqlDatabase:
+    "One database of sql-eval: its PostgreSQL script (tables and rows) and the table descriptions the prompt shows."
+    name: str
+    script: str                       # `CREATE TABLE public.t (...)` and `INSERT INTO public.t ...` statements
+    tables: dict                      # table -> [{'column_name', 'data_type', 'column_description'}, ...]
+    sqlite: str | None = None         # defog-data's SQLite translation of the script (`<name>_sqlite.sql`), if any
+
+_CREATE = re.compile(r'CREATE TABLE\s+(?:\w+\.)?(\w+)\s*\((.*?)\n\);', re.S | re.I)
+_COLUMN_END = {'default', 'not', 'null', 'primary', 'references', 'unique', 'check', 'constraint', 'collate'}
+
+def tables_from_script(script: str) -> dict:
+    "The columns of each `CREATE TABLE` of a script (for a database that comes without defog-data's JSON)."
+    out = {}
+    for name, body in _CREATE.findall(script):
+        cols = []
+        for line in body.split('\n'):
+            w = line.strip().rstrip(',').split()
+            if len(w) < 2 or w[0].lower() in _COLUMN_END: continue
+            typ = []
+            for x in w[1:]:
+                if x.lower() in _COLUMN_END: break
+                typ.append(x)
+            cols.append(dict(column_name=w[0], data_type=' '.join(typ), column_description=''))
+        out[name] = cols
+    return out
+
+def load_sql_database(root, name: str) -> SqlDatabase:
+    "Database `name` in defog-data's layout: `root/name/name.sql`; when present `name.json` and `name_sqlite.sql`."
+    if not re.fullmatch(r'\w+', name): raise ValueError(f"SQL database name {name!r} is not a plain identifier")
+    sql, meta = Path(root) / name / f'{name}.sql', Path(root) / name / f'{name}.json'
+    if not sql.exists(): raise FileNotFoundError(f"SQL database {name!r}: {sql} not found (defog-data's layout: "
+                                                 f"<root>/{name}/{name}.sql)")
+    script = sql.read_text(encoding='utf-8')
+    tables = json.loads(meta.read_text())['table_metadata'] if meta.exists() else tables_from_script(script)
+    lite = Path(root) / name / f'{name}_sqlite.sql'
+    return SqlDatabase(name, script, tables, lite.read_text(encoding='utf-8') if lite.exists() else None)
+
+# %% ../nbs/00b_benchmarks.ipynb #a0a447d6
+_C = lambda name, typ, desc: dict(column_name=name, data_type=typ, column_description=desc)
+BOOKSHOP_TABLES = {      # table -> (columns, rows): the offline set's one database, a small bookshop
+    'authors': ([_C('author_id', 'bigint', 'Unique identifier of the author'), _C('name', 'text', 'Name of the author'),
+                 _C('country', 'text', 'Country the author comes from')],
+                [(1, 'Ursula Le Guin', 'USA'), (2, 'Chinua Achebe', 'Nigeria'), (3, 'Haruki Murakami', 'Japan'),
+                 (4, 'Toni Morrison', 'USA'), (5, 'Italo Calvino', 'Italy'), (6, 'Banana Yoshimoto', 'Japan')]),
+    'books': ([_C('book_id', 'bigint', 'Unique identifier of the book'), _C('title', 'text', 'Title of the book'),
+               _C('author_id', 'bigint', 'The author (authors.author_id)'), _C('genre', 'text', 'Genre of the book'),
+               _C('price', 'double precision', 'Price of one copy in dollars'),
+               _C('published_year', 'bigint', 'Year the book was first published')],
+              [(1, 'A Wizard of Earthsea', 1, 'Fantasy', 8.99, 1968), (2, 'The Dispossessed', 1, 'Science Fiction', 10.5, 1974),
+               (3, 'The Left Hand of Darkness', 1, 'Science Fiction', 9.75, 1969),
+               (4, 'Things Fall Apart', 2, 'Literary', 7.25, 1958), (5, 'Arrow of God', 2, 'Literary', 8.0, 1964),
+               (6, 'Kafka on the Shore', 3, 'Literary', 12.4, 2002), (7, 'Norwegian Wood', 3, 'Literary', 11.2, 1987),
+               (8, '1Q84', 3, 'Fantasy', 15.0, 2009), (9, 'Beloved', 4, 'Literary', 10.0, 1987),
+               (10, 'Invisible Cities', 5, 'Fantasy', 9.1, 1972),
+               (11, "If on a winter's night a traveler", 5, 'Literary', 10.8, 1979), (12, 'Kitchen', 6, 'Literary', 6.5, 1988)]),
+    'customers': ([_C('customer_id', 'bigint', 'Unique identifier of the customer'), _C('name', 'text', 'First name'),
+                   _C('city', 'text', 'City the customer lives in (NULL: unknown)'),
+                   _C('signup_date', 'date', 'Day the customer opened an account')],
+                  [(1, 'Ada', 'Lagos', '2023-01-15'), (2, 'Bruno', 'Turin', '2022-11-03'), (3, 'Chiara', 'Turin', '2023-03-22'),
+                   (4, 'Daichi', 'Osaka', '2023-05-09'), (5, 'Eve', 'Boston', '2023-07-30'), (6, 'Femi', 'Lagos', '2023-09-12'),
+                   (7, 'Grace', None, '2024-01-05'), (8, 'Hiro', 'Osaka', '2024-02-18')]),
+    'orders': ([_C('order_id', 'bigint', 'Unique identifier of the order'),
+                _C('customer_id', 'bigint', 'Who ordered (customers.customer_id)'), _C('order_date', 'date', 'Day of the order'),
+                _C('status', 'text', "One of 'shipped', 'delivered', 'cancelled'")],
+               [(1, 1, '2024-01-03', 'delivered'), (2, 2, '2024-01-17', 'delivered'), (3, 1, '2024-02-02', 'delivered'),
+                (4, 3, '2024-02-14', 'cancelled'), (5, 4, '2024-02-29', 'delivered'), (6, 5, '2024-03-05', 'shipped'),
+                (7, 2, '2024-03-18', 'delivered'), (8, 6, '2024-03-30', 'cancelled'), (9, 7, '2024-04-02', 'delivered'),
+                (10, 3, '2024-04-11', 'delivered'), (11, 1, '2024-04-25', 'shipped'), (12, 5, '2024-05-06', 'delivered'),
+                (13, 4, '2024-05-20', 'shipped'), (14, 6, '2024-06-01', 'delivered')]),
+    'order_items': ([_C('order_id', 'bigint', 'The order (orders.order_id)'), _C('book_id', 'bigint', 'The book (books.book_id)'),
+                     _C('quantity', 'bigint', 'Copies of the book in the order')],
+                    [(1, 4, 1), (1, 6, 2), (2, 10, 1), (3, 1, 1), (3, 2, 1), (4, 8, 1), (5, 7, 2), (6, 9, 1), (6, 12, 3),
+                     (7, 11, 1), (7, 10, 2), (8, 5, 1), (9, 8, 1), (9, 6, 1), (10, 10, 1), (11, 4, 2), (11, 5, 1), (12, 9, 2),
+                     (13, 7, 1), (13, 12, 1), (14, 1, 1), (14, 11, 1)]),
+}
+
+def _sql_literal(v) -> str:
+    return 'NULL' if v is None else repr(v) if isinstance(v, (int, float)) else "'" + str(v).replace("'", "''") + "'"
+
+def sql_script(tables: dict) -> str:
+    "A PostgreSQL script in defog-data's form (`CREATE TABLE public.t` then `INSERT INTO public.t (...) VALUES`)."
+    out = []
+    for t, (cols, _) in tables.items():
+        out.append(f'CREATE TABLE public.{t} (\n' + ',\n'.join(f"    {c['column_name']} {c['data_type']}" for c in cols) + '\n);\n')
+    for t, (cols, rows) in tables.items():
+        out.append(f"INSERT INTO public.{t} ({', '.join(c['column_name'] for c in cols)}) VALUES\n"
+                   + ',\n'.join('(' + ', '.join(map(_sql_literal, r)) + ')' for r in rows) + '\n;\n')
+    return '\n'.join(out)
+
+# %% ../nbs/00b_benchmarks.ipynb #4ef409e9
+_OI = 'JOIN order_items ON orders.order_id = order_items.order_id'
+BOOKSHOP_QUESTIONS = [   # (category, question, PostgreSQL gold query, SQLite gold query where it differs)
+    ('date_functions', 'How many orders were placed in March 2024?',
+     "SELECT COUNT(*) AS n_orders FROM orders WHERE orders.order_date >= '2024-03-01' AND orders.order_date < '2024-04-01';", None),
+    ('date_functions', 'How many orders were placed in each month of 2024? Give the month number and the count.',
+     'SELECT EXTRACT(MONTH FROM orders.order_date) AS month, COUNT(*) AS n_orders FROM orders '
+     'WHERE EXTRACT(YEAR FROM orders.order_date) = 2024 GROUP BY month;',
+     "SELECT CAST(strftime('%m', orders.order_date) AS INTEGER) AS month, COUNT(*) AS n_orders FROM orders "
+     "WHERE strftime('%Y', orders.order_date) = '2024' GROUP BY month;"),
+    ('date_functions', 'Which customers signed up in 2023?',
+     "SELECT {customers.name, customers.customer_id} FROM customers "
+     "WHERE customers.signup_date BETWEEN '2023-01-01' AND '2023-12-31';", None),
+    ('date_functions', 'On what day did each customer place their first order?',
+     'SELECT {customers.name, customers.customer_id}, MIN(orders.order_date) AS first_order FROM customers '
+     'JOIN orders ON customers.customer_id = orders.customer_id GROUP BY {};', None),
+    ('date_functions', 'How many days after signing up did the customer Grace place her first order?',
+     "SELECT MIN(orders.order_date) - customers.signup_date AS days FROM customers JOIN orders ON "
+     "customers.customer_id = orders.customer_id WHERE customers.name = 'Grace' GROUP BY customers.signup_date;",
+     "SELECT CAST(julianday(MIN(orders.order_date)) - julianday(customers.signup_date) AS INTEGER) AS days FROM customers "
+     "JOIN orders ON customers.customer_id = orders.customer_id WHERE customers.name = 'Grace' GROUP BY customers.signup_date;"),
+    ('group_by', 'How many books has each author written?',
+     'SELECT {authors.name, authors.author_id}, COUNT(books.book_id) AS n_books FROM authors '
+     'JOIN books ON authors.author_id = books.author_id GROUP BY {};', None),
+    ('group_by', 'What is the average price of the books of each genre?',
+     'SELECT books.genre, AVG(books.price) AS avg_price FROM books GROUP BY books.genre;', None),
+    ('group_by', 'How many orders are there of each status?',
+     'SELECT orders.status, COUNT(*) AS n_orders FROM orders GROUP BY orders.status;', None),
+    ('group_by', 'Which cities have more than one customer?',
+     'SELECT customers.city FROM customers WHERE customers.city IS NOT NULL GROUP BY customers.city HAVING COUNT(*) > 1;', None),
+    ('group_by', 'How many copies of each genre were sold in delivered orders?',
+     f"SELECT books.genre, SUM(order_items.quantity) AS copies FROM orders {_OI} JOIN books ON "
+     "order_items.book_id = books.book_id WHERE orders.status = 'delivered' GROUP BY books.genre;", None),
+    ('order_by', 'What are the titles of the 3 most expensive books, from the most expensive down?',
+     'SELECT books.title FROM books ORDER BY books.price DESC LIMIT 3;', None),
+    ('order_by', 'List the authors in alphabetical order of their names.',
+     'SELECT {authors.name, authors.author_id} FROM authors ORDER BY authors.name;', None),
+    ('order_by', 'Which customer placed the most orders, and how many?',
+     'SELECT {customers.name, customers.customer_id}, COUNT(orders.order_id) AS n_orders FROM customers '
+     'JOIN orders ON customers.customer_id = orders.customer_id GROUP BY {} ORDER BY n_orders DESC LIMIT 1;', None),
+    ('order_by', 'List the books published before 1970 with their year, oldest first.',
+     'SELECT books.title, books.published_year FROM books WHERE books.published_year < 1970 '
+     'ORDER BY books.published_year;', None),
+    ('order_by', 'Which 5 books brought in the most money (copies sold times price), from the highest down?',
+     'SELECT books.title, SUM(order_items.quantity * books.price) AS revenue FROM order_items '
+     'JOIN books ON order_items.book_id = books.book_id GROUP BY books.title ORDER BY revenue DESC LIMIT 5;', None),
+    ('ratio', 'What fraction of all orders were cancelled?',
+     "SELECT CAST(SUM(CASE WHEN orders.status = 'cancelled' THEN 1 ELSE 0 END) AS FLOAT) / NULLIF(COUNT(*), 0) "
+     "AS cancelled_ratio FROM orders;", None),
+    ('ratio', 'What is the ratio of literary books to fantasy books?',
+     "SELECT CAST(SUM(CASE WHEN books.genre = 'Literary' THEN 1 ELSE 0 END) AS FLOAT) / "
+     "NULLIF(SUM(CASE WHEN books.genre = 'Fantasy' THEN 1 ELSE 0 END), 0) AS ratio FROM books;", None),
+    ('ratio', 'For each customer with orders, what share of their orders was delivered?',
+     "SELECT {customers.name, customers.customer_id}, CAST(SUM(CASE WHEN orders.status = 'delivered' THEN 1 ELSE 0 END) "
+     "AS FLOAT) / COUNT(*) AS delivered_share FROM customers JOIN orders ON customers.customer_id = orders.customer_id "
+     "GROUP BY {};", None),
+    ('ratio', 'What is the ratio of the number of customers to the number of authors?',
+     'SELECT CAST((SELECT COUNT(*) FROM customers) AS FLOAT) / NULLIF((SELECT COUNT(*) FROM authors), 0) AS ratio;', None),
+    ('ratio', 'What proportion of all copies sold were science fiction books?',
+     "SELECT CAST(SUM(CASE WHEN books.genre = 'Science Fiction' THEN order_items.quantity ELSE 0 END) AS FLOAT) / "
+     "NULLIF(SUM(order_items.quantity), 0) AS scifi_share FROM order_items JOIN books ON order_items.book_id = books.book_id;",
+     None),
+    ('table_join', "List each book's title with its author's name.",
+     'SELECT books.title, authors.name FROM books JOIN authors ON books.author_id = authors.author_id;', None),
+    ('table_join', 'Which customers have never placed an order?',
+     'SELECT {customers.name, customers.customer_id} FROM customers LEFT JOIN orders ON '
+     'customers.customer_id = orders.customer_id WHERE orders.order_id IS NULL;', None),
+    ('table_join', 'Which books has the customer Ada ordered?',
+     f"SELECT DISTINCT {{books.title, books.book_id}} FROM customers JOIN orders ON customers.customer_id = orders.customer_id "
+     f"{_OI} JOIN books ON order_items.book_id = books.book_id WHERE customers.name = 'Ada';", None),
+    ('table_join', 'How many copies of books by Japanese authors were ordered in total?',
+     'SELECT SUM(order_items.quantity) AS copies FROM order_items JOIN books ON order_items.book_id = books.book_id '
+     "JOIN authors ON books.author_id = authors.author_id WHERE authors.country = 'Japan';", None),
+    ('table_join', 'Which authors have sold a book to a customer living in Turin?',
+     f"SELECT DISTINCT {{authors.name, authors.author_id}} FROM customers JOIN orders ON customers.customer_id = "
+     f"orders.customer_id {_OI} JOIN books ON order_items.book_id = books.book_id JOIN authors ON books.author_id = "
+     "authors.author_id WHERE customers.city = 'Turin';", None),
+    ('where', 'Which books cost less than 9 dollars?',
+     'SELECT {books.title, books.book_id} FROM books WHERE books.price < 9;', None),
+    ('where', 'Which customers live in a city we do not know?',
+     'SELECT {customers.name, customers.customer_id} FROM customers WHERE customers.city IS NULL;', None),
+    ('where', "Which books have the word 'the' in their title, in any case?",
+     "SELECT {books.title, books.book_id} FROM books WHERE books.title ILIKE '% the %' OR books.title ILIKE 'the %';",
+     "SELECT {books.title, books.book_id} FROM books WHERE books.title LIKE '% the %' OR books.title LIKE 'the %';"),
+    ('where', 'Which orders have been shipped but not yet delivered?',
+     "SELECT orders.order_id FROM orders WHERE orders.status = 'shipped';", None),
+    ('where', 'Which books were published between 1980 and 2000?',
+     'SELECT {books.title, books.book_id} FROM books WHERE books.published_year BETWEEN 1980 AND 2000;', None),
+]
+SQL_DIALECTS = ('postgres', 'sqlite')   # the engines of this project (sql-eval's `db_type` names)
+
+def bookshop_rows(dialect: str = 'sqlite') -> list[dict]:
+    "The offline questions as rows of sql-eval's CSV (`question, query, db_name, query_category, instructions`)."
+    if dialect not in SQL_DIALECTS: raise ValueError(f"unknown SQL dialect {dialect!r} (known: {', '.join(SQL_DIALECTS)})")
+    return [dict(question=q, query=sq if dialect == 'sqlite' and sq else pq, db_name='bookshop', query_category=c,
+                 instructions='') for c, q, pq, sq in BOOKSHOP_QUESTIONS]
+
+def write_sql_offline(out_dir, dialect: str = 'sqlite') -> Path:
+    "Write the offline set in sql-eval's and defog-data's layout: `questions_gen_<dialect>.csv` and `bookshop/bookshop.{sql,json}`."
+    out = Path(out_dir); (out / 'bookshop').mkdir(parents=True, exist_ok=True)
+    (out / 'bookshop' / 'bookshop.sql').write_text(sql_script(BOOKSHOP_TABLES), encoding='utf-8')
+    meta = {'table_metadata': {t: cols for t, (cols, _) in BOOKSHOP_TABLES.items()}, 'glossary': ''}
+    (out / 'bookshop' / 'bookshop.json').write_text(json.dumps(meta, indent=1))
+    path = out / f'questions_gen_{dialect}.csv'
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        w = csv.DictWriter(f, fieldnames=[*SQL_FIELDS, 'instructions']); w.writeheader(); w.writerows(bookshop_rows(dialect))
+    return path
+
+# %% ../nbs/00b_benchmarks.ipynb #ace9c939
+def bookshop_database() -> SqlDatabase:
+    "The offline set's database, built in memory (the same script and descriptions `write_sql_offline` writes)."
+    return SqlDatabase('bookshop', sql_script(BOOKSHOP_TABLES), {t: cols for t, (cols, _) in BOOKSHOP_TABLES.items()})
+
+def load_sql_task(path=None,                 # sql-eval questions CSV (None: the offline bookshop set)
+                  dbs=None,                  # defog-data's folder of databases (default: the CSV's folder)
+                  dialect: str = 'sqlite',   # which gold queries of the offline set (sql-eval ships one CSV per dialect)
+                  limit: int | None = None,  # first N questions
+                  ) -> tuple[list[SqlQuestion], dict[str, SqlDatabase]]:
+    "The SQL task: its questions and the databases they run on."
+    if path is None:
+        qs, found = [sql_question(r, i) for i, r in enumerate(bookshop_rows(dialect))], {'bookshop': bookshop_database()}
+    else:
+        qs = load_sql_questions(path)
+        root = Path(dbs) if dbs is not None else Path(path).parent
+        found = {n: load_sql_database(root, n) for n in dict.fromkeys(q.db_name for q in qs)}
+    qs = qs[:limit] if limit else qs
+    return qs, {n: found[n] for n in dict.fromkeys(q.db_name for q in qs)}

@@ -20,6 +20,8 @@ except ImportError: sandbox_ray = None
 from .generate import Backend, HFBackend, OpenAIBackend, cut
 from .tokenizer import EOT, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, IM_END, chat_text, get_prompt_format
 from .benchmarks import MULTIPLE_LANGS, PY_STOP, Problem, load_fim, load_humaneval, load_mbpp, load_multiple, load_task
+from .benchmarks import load_sql_task
+from .sql import SqlGoldBackend, engine_dialect, run_sql_eval
 
 # %% auto #0
 __all__ = ['FIM_TOKENS', 'CHAT_LANG', 'SYSTEM', 'OUTCOMES', 'REFERENCE_MULTIPLE', 'REFERENCE_HUMANEVAL', 'pass_at_k',
@@ -381,10 +383,10 @@ def cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog='stablecode eval', description='Evaluate a model on code benchmarks in the sandbox.')
     ap.add_argument('--model', help='checkpoint path (transformers causal LM) or, with --endpoint, the served model name')
     ap.add_argument('--tasks', default='humaneval', help='comma list: humaneval, humaneval-plus, mbpp, mbpp-plus, '
-                    'multiple-<lang>, fim[-<lang>], exercises, exercises-train')
+                    'multiple-<lang>, fim[-<lang>], exercises, exercises-train, sql (09b_sql)')
     ap.add_argument('--data', action='append', default=[], metavar='TASK=FILE', help='local data file for a task')
     ap.add_argument('--n', type=int, default=1, help='samples per problem')
-    ap.add_argument('--temperature', type=float, default=0.2)
+    ap.add_argument('--temperature', type=float, help='sampling temperature (default 0.2; sql: 0, greedy as sql-eval)')
     ap.add_argument('--top-p', type=float, default=0.95)
     ap.add_argument('--max-new-tokens', type=int, default=256)
     ap.add_argument('--batch-size', type=int, default=8, help='generation batch size (transformers backend)')
@@ -396,8 +398,11 @@ def cli(argv: list[str] | None = None) -> int:
                     help='runtime of --model: transformers, a GGUF file (llama.cpp), CTranslate2, torchao (11_quantize)')
     ap.add_argument('--canonical', action='store_true', help='self-check: score the reference solutions')
     ap.add_argument('--out', default='eval_results', help='output directory')
-    ap.add_argument('--timeout', type=float, default=10.0, help='per-program time limit (s)')
+    ap.add_argument('--timeout', type=float, default=10.0, help='per-program time limit (s); sql: per query')
     ap.add_argument('--workers', type=int, help='parallel sandbox workers (default: cores)')
+    ap.add_argument('--db', default='sqlite', help='engine of the sql task: sqlite, or a postgresql:// URL of a server '
+                    'where the role may create databases and roles (09b_sql)')
+    ap.add_argument('--sql-dbs', help="the sql task's databases in defog-data's layout (default: the folder of --data sql=CSV)")
     ap.add_argument('--allow-weak-sandbox', action='store_true',
                     help='run model code even when the sandbox has no namespaces (rlimits only)')
     a = ap.parse_args(argv)
@@ -405,8 +410,10 @@ def cli(argv: list[str] | None = None) -> int:
     for d in a.data:
         if '=' not in d: ap.error(f"--data needs TASK=FILE, got {d!r}")
         k, v = d.split('=', 1); data[k] = v
+    tasks = [t.strip() for t in a.tasks.split(',') if t.strip()]
     try:
-        problems = [p for t in a.tasks.split(',') if t.strip() for p in load_task(t.strip(), data.get(t.strip()), a.limit)]
+        problems = [p for t in tasks if t != 'sql' for p in load_task(t, data.get(t), a.limit)]
+        sql_task = load_sql_task(data.get('sql'), a.sql_dbs, engine_dialect(a.db), a.limit) if 'sql' in tasks else None
     except (ValueError, FileNotFoundError) as e:
         print(f"stablecode eval: {e}", file=sys.stderr); return 2
     if a.canonical:
@@ -424,10 +431,18 @@ def cli(argv: list[str] | None = None) -> int:
             try: backend, label = load_backend(a.model, a.backend, batch_size=a.batch_size), f"{a.model} ({a.backend})"
             except (ValueError, FileNotFoundError) as e: print(f"stablecode eval: {e}", file=sys.stderr); return 2
     else: ap.error('give --model PATH, --endpoint URL --model NAME, or --canonical')
+    if sql_task:                                      # queries scored on a database (09b_sql), not programs
+        fmt = a.prompt_format or 'chatml'
+        rc = run_sql_eval(*sql_task, SqlGoldBackend(*sql_task, engine_dialect(a.db), fmt) if a.canonical else backend,
+                          Path(a.out) / 'sql', data.get('sql', 'offline bookshop set'), db=a.db, n=1 if a.canonical else a.n,
+                          temperature=a.temperature or 0.0, top_p=a.top_p, max_new_tokens=a.max_new_tokens, prompt_format=fmt,
+                          timeout=a.timeout, model='gold queries' if a.canonical else label)
+        if rc or not problems: return rc
     print(f"sandbox: {sandbox.isolation_report()}", file=sys.stderr)
     t0 = time.time()
     try:
-        tables = evaluate(problems, backend, a.out, n=1 if a.canonical else a.n, temperature=a.temperature, top_p=a.top_p,
+        tables = evaluate(problems, backend, a.out, n=1 if a.canonical else a.n,
+                          temperature=0.2 if a.temperature is None else a.temperature, top_p=a.top_p,
                           max_new_tokens=a.max_new_tokens, chat=a.chat or bool(a.prompt_format),
                           prompt_format=a.prompt_format or 'chatml', timeout=a.timeout, workers=a.workers,
                           allow_weak_sandbox=a.allow_weak_sandbox)
