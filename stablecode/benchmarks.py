@@ -11,11 +11,13 @@ import gzip, json, random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
+from huggingface_hub import hf_hub_download
 
 # %% auto #0
-__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'EXERCISE_FAMILIES', 'EXERCISE_HELDOUT', 'EXERCISE_TASKS', 'Problem', 'read_jsonl',
-           'load_humaneval', 'load_mbpp', 'load_multiple', 'load_fim', 'ExerciseFamily', 'exercise', 'exercise_heldout',
-           'exercises', 'load_task']
+__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'MT_BENCH_HUB', 'MT_BENCH_REF_CATEGORIES', 'MT_BENCH_TASKS', 'EXERCISE_FAMILIES',
+           'EXERCISE_HELDOUT', 'EXERCISE_TASKS', 'Problem', 'read_jsonl', 'load_humaneval', 'load_mbpp',
+           'load_multiple', 'load_fim', 'MTQuestion', 'load_mt_bench_references', 'load_mt_bench', 'ExerciseFamily',
+           'exercise', 'exercise_heldout', 'exercises', 'load_task']
 
 # %% ../nbs/00b_benchmarks.ipynb #3e55c18d
 @dataclass
@@ -136,6 +138,63 @@ def load_fim(path=None, language: str | None = None) -> list[Problem]:
         out.append(Problem(f'fim-{lang}', r.get('name', str(i)), r['prompt'], language=lang, stop=['\n'],
                            canonical=r['canonical_solution'], suffix=r['suffix']))
     return out
+
+# %% ../nbs/00b_benchmarks.ipynb #dfc26bde
+MT_BENCH_HUB = ('lmsys/mt-bench', 'data/mt_bench/question.jsonl', 'data/mt_bench/reference_answer/gpt-4.jsonl')  # space, files
+MT_BENCH_REF_CATEGORIES = ('math', 'reasoning', 'coding')   # graded against a reference answer (FastChat's NEED_REF_CATS)
+MT_BENCH_TASKS = {'mt-bench-coding': 'coding'}               # task name -> category
+
+@dataclass
+class MTQuestion:
+    "One MT-Bench question: the user's two turns and, for a reference-guided category, a reference answer per turn."
+    question_id: int
+    category: str
+    turns: list[str]
+    reference: list[str] | None = None   # one reference answer per turn
+    reference_from: str = ''             # where they come from: the answer file's `model_id` (e.g. 'gpt-4') or 'question'
+
+def load_mt_bench_references(path) -> dict[int, dict]:
+    "FastChat model answers (a `reference_answer/*.jsonl`) by question id: `{'model_id', 'turns'}`."
+    out = {}
+    for r in read_jsonl(path):
+        _need(r, ('question_id', 'choices'), f'mt-bench reference answers {path}')
+        ch = r['choices']
+        if not (isinstance(ch, list) and ch and isinstance(ch[0], dict) and isinstance(ch[0].get('turns'), list)):
+            raise ValueError(f"{path}: question {r['question_id']} has no choices[0].turns")
+        out[int(r['question_id'])] = dict(model_id=str(r.get('model_id', Path(path).stem)), turns=[str(t) for t in ch[0]['turns']])
+    return out
+
+def _mt_question(r: dict, refs: dict, where) -> MTQuestion:
+    "One `question.jsonl` row as an `MTQuestion`, with its reference answers (the answer file's, else its own field)."
+    _need(r, ('question_id', 'category', 'turns'), f'mt-bench {where}')
+    turns = r['turns']
+    if not (isinstance(turns, list) and len(turns) == 2 and all(isinstance(t, str) and t.strip() for t in turns)):
+        raise ValueError(f"{where}: question {r['question_id']} needs 'turns' as two non-empty strings, got {turns!r:.80}")
+    ref, src = refs.get(int(r['question_id'])), ''
+    ref, src = (ref['turns'], ref['model_id']) if ref else (r.get('reference') or None, 'question')
+    if ref is not None and len(ref) < 2:
+        raise ValueError(f"{where}: question {r['question_id']} has {len(ref)} reference turn(s), needs 2")
+    return MTQuestion(int(r['question_id']), r['category'], list(turns), ref and [str(x) for x in ref][:2], src if ref else '')
+
+def load_mt_bench(path=None,                  # FastChat's question.jsonl (None: the hub's)
+                  references=None,            # FastChat reference answers, e.g. reference_answer/gpt-4.jsonl (None: the hub's
+                                              # when questions come from the hub, else the questions' own `reference`)
+                  category: str | None = 'coding',  # one category (None: all 80 questions)
+                  ) -> list[MTQuestion]:
+    "MT-Bench questions of `category` with their reference answers, from local files or the hub."
+    if path is None:                          # network: only when no local file is given
+        path = hf_hub_download(MT_BENCH_HUB[0], MT_BENCH_HUB[1], repo_type='space')
+        references = references or hf_hub_download(MT_BENCH_HUB[0], MT_BENCH_HUB[2], repo_type='space')
+    rows = read_jsonl(path)
+    cats = sorted({str(r.get('category')) for r in rows})
+    rows = [r for r in rows if category is None or r.get('category') == category]
+    if not rows: raise ValueError(f"{path}: no MT-Bench question of category {category!r} (categories: {cats})")
+    refs = load_mt_bench_references(references) if references is not None else {}
+    qs = [_mt_question(r, refs, path) for r in rows]
+    missing = [q.question_id for q in qs if q.category in MT_BENCH_REF_CATEGORIES and q.reference is None]
+    if missing: raise ValueError(f"{path}: no reference answer for reference-guided question(s) {missing}; pass "
+                                 "FastChat's reference_answer/gpt-4.jsonl")
+    return qs
 
 # %% ../nbs/00b_benchmarks.ipynb #b14df329
 @dataclass(frozen=True)
