@@ -14,10 +14,10 @@ from typing import Callable, Iterable
 from huggingface_hub import hf_hub_download
 
 # %% auto #0
-__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'MT_BENCH_HUB', 'MT_BENCH_REF_CATEGORIES', 'MT_BENCH_TASKS', 'EXERCISE_FAMILIES',
-           'EXERCISE_HELDOUT', 'EXERCISE_TASKS', 'Problem', 'read_jsonl', 'load_humaneval', 'load_mbpp',
-           'load_multiple', 'load_fim', 'MTQuestion', 'load_mt_bench_references', 'load_mt_bench', 'ExerciseFamily',
-           'exercise', 'exercise_heldout', 'exercises', 'load_task']
+__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'MT_BENCH_HUB', 'MT_BENCH_REF_CATEGORIES', 'MT_BENCH_TASKS', 'MT_BENCH_SAMPLE',
+           'EXERCISE_FAMILIES', 'EXERCISE_HELDOUT', 'EXERCISE_TASKS', 'Problem', 'read_jsonl', 'load_humaneval',
+           'load_mbpp', 'load_multiple', 'load_fim', 'MTQuestion', 'load_mt_bench_references', 'load_mt_bench',
+           'write_mt_bench_sample', 'ExerciseFamily', 'exercise', 'exercise_heldout', 'exercises', 'load_task']
 
 # %% ../nbs/00b_benchmarks.ipynb #3e55c18d
 @dataclass
@@ -195,6 +195,34 @@ def load_mt_bench(path=None,                  # FastChat's question.jsonl (None:
     if missing: raise ValueError(f"{path}: no reference answer for reference-guided question(s) {missing}; pass "
                                  "FastChat's reference_answer/gpt-4.jsonl")
     return qs
+
+# %% ../nbs/00b_benchmarks.ipynb #5d1e84f7
+MT_BENCH_SAMPLE = [   # the project's own questions in MT-Bench's schema (not MT-Bench's): the offline stand-in
+    (9001, ['Write a Python function `is_palindrome(s)` that ignores case and non-letters.',
+            'Make it run without building a new string.'],
+     ['```python\ndef is_palindrome(s):\n    t = [c.lower() for c in s if c.isalpha()]\n    return t == t[::-1]\n```',
+      '```python\ndef is_palindrome(s):\n    i, j = 0, len(s) - 1\n    while i < j:\n        if not s[i].isalpha(): i += 1\n'
+      '        elif not s[j].isalpha(): j -= 1\n        elif s[i].lower() != s[j].lower(): return False\n'
+      '        else: i, j = i + 1, j - 1\n    return True\n```']),
+    (9002, ['Write a SQL query that returns the three customers with the highest total order amount from '
+            '`orders(customer_id, amount)`.', 'Now include customers with no orders from `customers(id, name)`, with total 0.'],
+     ['```sql\nSELECT customer_id, SUM(amount) AS total FROM orders GROUP BY customer_id ORDER BY total DESC LIMIT 3;\n```',
+      '```sql\nSELECT c.id, c.name, COALESCE(SUM(o.amount), 0) AS total FROM customers c\n'
+      'LEFT JOIN orders o ON o.customer_id = c.id GROUP BY c.id, c.name ORDER BY total DESC LIMIT 3;\n```']),
+    (9003, ['Write a JavaScript function `debounce(fn, ms)`.', 'Add a `cancel()` method to the returned function.'],
+     ['```javascript\nfunction debounce(fn, ms) {\n  let t;\n  return (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };\n}\n```',
+      '```javascript\nfunction debounce(fn, ms) {\n  let t;\n  const d = (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };\n'
+      '  d.cancel = () => clearTimeout(t);\n  return d;\n}\n```']),
+]
+
+def write_mt_bench_sample(out_dir) -> tuple[Path, Path]:
+    "Write the stand-in as FastChat's `question.jsonl` and `reference_answer/stablecode-sample.jsonl`; returns both paths."
+    out = Path(out_dir); (out / 'reference_answer').mkdir(parents=True, exist_ok=True)
+    q, r = out / 'question.jsonl', out / 'reference_answer' / 'stablecode-sample.jsonl'
+    q.write_text(''.join(json.dumps(dict(question_id=i, category='coding', turns=t)) + '\n' for i, t, _ in MT_BENCH_SAMPLE))
+    r.write_text(''.join(json.dumps(dict(question_id=i, answer_id=f'sample-{i}', model_id='stablecode-sample',
+                                         choices=[dict(index=0, turns=a)], tstamp=0.0)) + '\n' for i, _, a in MT_BENCH_SAMPLE))
+    return q, r
 
 # %% ../nbs/00b_benchmarks.ipynb #b14df329
 @dataclass(frozen=True)

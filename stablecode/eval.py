@@ -597,6 +597,7 @@ def _mt_bench_args(ap: argparse.ArgumentParser):
                     "the project's prompts")
     ap.add_argument('--reference-answers', metavar='FILE', help="mt-bench-coding: FastChat's reference answers "
                     "(reference_answer/gpt-4.jsonl; default: the hub's when the questions come from the hub)")
+    ap.add_argument('--judge-format', help='mt-bench-coding: the chat format the judge is prompted in (default chatml)')
     ap.add_argument('--mt-bench-config', metavar='FILE', help='mt-bench-coding: MTBenchConfig as YAML (default: FastChat\'s values)')
 
 def _mt_bench_setup(a, tasks: list[str], data: dict) -> dict | None:
@@ -605,7 +606,7 @@ def _mt_bench_setup(a, tasks: list[str], data: dict) -> dict | None:
     if a.canonical or not a.judge: raise ValueError(f"{tasks[0]} needs --judge MODEL@URL (and has no --canonical self-check)")
     cfg = MTBenchConfig.from_yaml(a.mt_bench_config) if a.mt_bench_config else MTBenchConfig()
     cfg = dataclasses.replace(cfg, prompt_format=a.prompt_format or cfg.prompt_format,
-                              judge_prompts=a.judge_prompts or cfg.judge_prompts)
+                              judge_prompts=a.judge_prompts or cfg.judge_prompts, judge_format=a.judge_format or cfg.judge_format)
     if cfg.judge_prompts: judge_prompts(cfg)             # a bad prompt file fails before anything is generated
     qs = [q for t in tasks for q in load_mt_bench(data.get(t), a.reference_answers, MT_BENCH_TASKS[t])[:a.limit or None]]
     return dict(questions=qs, cfg=cfg, judge=judge_backend(a.judge, a.batch_size))

@@ -4,10 +4,11 @@ with a scripted judge (averaging and unparseable counting with real values), a f
 judge, and `stablecode eval --tasks mt-bench-coding --judge MODEL@URL` against an OpenAI-compatible server on 127.0.0.1."""
 import http.server, json, os, subprocess, sys, threading
 import pytest
-from stablecode.benchmarks import MT_BENCH_HUB, load_mt_bench, load_mt_bench_references
+from stablecode.benchmarks import MT_BENCH_HUB, MT_BENCH_SAMPLE, load_mt_bench, load_mt_bench_references, write_mt_bench_sample
 from stablecode.eval import (JUDGE_PROMPTS, MTBenchConfig, chat_replies, cli, judge_backend, judge_messages, judge_prompts,
                              mt_bench_answers, mt_bench_eval, mt_bench_score, mt_bench_table, parse_rating, write_mt_bench)
 from stablecode.generate import Backend, OpenAIBackend, cut
+from stablecode.tokenizer import get_prompt_format
 
 QUESTIONS = [   # FastChat's question.jsonl schema: two coding questions (texts shortened), one writing question
     {'question_id': 121, 'category': 'coding', 'turns': ['Develop a Python program that reads all the text files under a '
@@ -59,6 +60,15 @@ def test_loader_bad_rows_one_line(tmp_path, rows, refs, msg):
     q = _write(tmp_path / 'q.jsonl', rows)
     r = _write(tmp_path / 'r.jsonl', refs) if refs is not None else None
     with pytest.raises(ValueError, match=msg): load_mt_bench(q, r)
+
+
+def test_offline_sample_is_in_fastchat_schema(tmp_path):
+    q, r = write_mt_bench_sample(tmp_path)
+    assert r == tmp_path / 'reference_answer' / 'stablecode-sample.jsonl'
+    rows = [json.loads(l) for l in q.read_text().splitlines()]
+    assert all(set(x) == {'question_id', 'category', 'turns'} for x in rows)
+    qs = load_mt_bench(q, r)
+    assert [x.question_id for x in qs] == [i for i, _, _ in MT_BENCH_SAMPLE] and all(x.reference_from == 'stablecode-sample' for x in qs)
 
 
 HUB_SCRIPT = """
@@ -259,6 +269,7 @@ def test_cli_mt_bench_with_a_judge_server(files, tmp_path, capsys):
     MTBenchConfig(max_new_tokens=50, judge_max_new_tokens=60).to_yaml(tmp_path / 'mt.yaml')
     try:
         rc = cli(['--tasks', 'mt-bench-coding', '--endpoint', url, '--model', 'student', '--judge', f'judge-70b@{url}',
+                  '--judge-format', 'alpha',
                   '--data', f'mt-bench-coding={q}', '--reference-answers', str(r), '--mt-bench-config', str(tmp_path / 'mt.yaml'),
                   '--out', str(tmp_path / 'out')])
     finally: srv.shutdown(); srv.server_close()
@@ -270,7 +281,10 @@ def test_cli_mt_bench_with_a_judge_server(files, tmp_path, capsys):
     students, judges = [b for b in seen if b['model'] == 'student'], [b for b in seen if b['model'] == 'judge-70b']
     assert len(students) == 6 and len(judges) == 6
     assert all(b['max_tokens'] == 50 and b['temperature'] == 0.0 for b in students)
-    assert all(b['max_tokens'] == 60 and b['temperature'] == 0.0 and b['stop'] == ['<|im_end|>', '<|endoftext|>'] for b in judges)
+    assert all(b['max_tokens'] == 50 and b['temperature'] == 0.0 and '<|im_start|>user' in b['prompt'] for b in students)
+    alpha = get_prompt_format('alpha')          # the judge is prompted in --judge-format, the student in ChatML
+    assert all(b['max_tokens'] == 60 and b['temperature'] == 0.0 and b['stop'] == list(alpha.stops)
+               and '<|im_start|>' not in b['prompt'] for b in judges)
 
 
 @pytest.mark.parametrize('args, msg', [
