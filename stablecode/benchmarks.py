@@ -170,11 +170,11 @@ def _mt_question(r: dict, refs: dict, where) -> MTQuestion:
     turns = r['turns']
     if not (isinstance(turns, list) and len(turns) == 2 and all(isinstance(t, str) and t.strip() for t in turns)):
         raise ValueError(f"{where}: question {r['question_id']} needs 'turns' as two non-empty strings, got {turns!r:.80}")
-    ref, src = refs.get(int(r['question_id'])), ''
-    ref, src = (ref['turns'], ref['model_id']) if ref else (r.get('reference') or None, 'question')
-    if ref is not None and len(ref) < 2:
-        raise ValueError(f"{where}: question {r['question_id']} has {len(ref)} reference turn(s), needs 2")
-    return MTQuestion(int(r['question_id']), r['category'], list(turns), ref and [str(x) for x in ref][:2], src if ref else '')
+    answer = refs.get(int(r['question_id']))
+    ref, src = (answer['turns'], answer['model_id']) if answer else (r.get('reference'), 'question')
+    if not ref: return MTQuestion(int(r['question_id']), r['category'], list(turns))
+    if len(ref) < 2: raise ValueError(f"{where}: question {r['question_id']} has {len(ref)} reference turn(s), needs 2")
+    return MTQuestion(int(r['question_id']), r['category'], list(turns), [str(x) for x in ref[:2]], src)
 
 def load_mt_bench(path=None,                  # FastChat's question.jsonl (None: the hub's)
                   references=None,            # FastChat reference answers, e.g. reference_answer/gpt-4.jsonl (None: the hub's

@@ -409,7 +409,7 @@ class MTBenchConfig(YamlConfig):
     system: str | None = None                 # a system message before the first turn (None: none)
     temperature: float = 0.0                  # FastChat's for coding (greedy)
     max_new_tokens: int = 1024                # answer length cap per turn (FastChat's default)
-    judge_format: str = 'chatml'              # the judge's chat format, unless its backend has its own `chat`
+    judge_format: str = 'chatml'              # the judge's chat format (a key of PROMPT_FORMATS)
     judge_temperature: float = 0.0            # FastChat's judge temperature
     judge_max_new_tokens: int = 2048          # judgment length cap (FastChat's for API judges)
     judge_prompts: str | None = None          # FastChat's judge_prompts.jsonl instead of the project's wording (None)
@@ -545,10 +545,10 @@ def mt_bench_eval(questions: Sequence[MTQuestion],   # from load_mt_bench
     out.mkdir(parents=True, exist_ok=True)
     prompts = judge_prompts(cfg)                       # a bad prompt file fails before any generation
     answers = mt_bench_answers(questions, backend, cfg)
+    (out / 'model_answer.jsonl').write_text(''.join(json.dumps(_answer_row(q, model, a)) + '\n' for q, a in zip(questions, answers)))
     convs = [m for q, a in zip(questions, answers) for m in judge_messages(q, a, prompts)]
     texts = chat_replies(judge, convs, cfg.judge_format, cfg.judge_max_new_tokens, cfg.judge_temperature)
     ratings = [[parse_rating(t) for t in texts[2 * i:2 * i + 2]] for i in range(len(questions))]
-    (out / 'model_answer.jsonl').write_text(''.join(json.dumps(_answer_row(q, model, a)) + '\n' for q, a in zip(questions, answers)))
     with open(out / 'judgment.jsonl', 'w', encoding='utf-8') as f:
         for i, (q, rs) in enumerate(zip(questions, ratings)):
             for t in (0, 1):

@@ -184,6 +184,15 @@ def test_grading_averages_both_turns_and_counts_unparseable(files, tmp_path):
     assert json.loads((tmp_path / 'out' / 'mt_bench.json').read_text())['unparseable'] == 2
 
 
+def test_a_failing_judge_leaves_the_answers(files, tmp_path):
+    class Down(Backend):
+        name = 'down'
+        def generate(self, *a, **kw): raise RuntimeError('judge server down')
+    with pytest.raises(RuntimeError, match='judge server down'):
+        mt_bench_eval(load_mt_bench(*files), Scripted(_model), Down(), tmp_path)
+    assert len((tmp_path / 'model_answer.jsonl').read_text().splitlines()) == 3 and not (tmp_path / 'judgment.jsonl').exists()
+
+
 def test_no_valid_rating_gives_no_score():
     from stablecode.benchmarks import MTQuestion
     q = MTQuestion(121, 'coding', ['a', 'b'], ['r1', 'r2'])
