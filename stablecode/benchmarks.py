@@ -11,12 +11,15 @@ import csv, gzip, json, random, re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
+from huggingface_hub import hf_hub_download
 
 # %% auto #0
-__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'EXERCISE_FAMILIES', 'EXERCISE_HELDOUT', 'EXERCISE_TASKS', 'SQL_CATEGORIES', 'SQL_FIELDS',
-           'BOOKSHOP_TABLES', 'BOOKSHOP_QUESTIONS', 'SQL_DIALECTS', 'Problem', 'read_jsonl', 'load_humaneval',
-           'load_mbpp', 'load_multiple', 'load_fim', 'ExerciseFamily', 'exercise', 'exercise_heldout', 'exercises',
-           'load_task', 'SqlQuestion', 'sql_question', 'load_sql_questions', 'SqlDatabase', 'tables_from_script',
+__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'MT_BENCH_HUB', 'MT_BENCH_REF_CATEGORIES', 'MT_BENCH_TASKS', 'MT_BENCH_SAMPLE',
+           'EXERCISE_FAMILIES', 'EXERCISE_HELDOUT', 'EXERCISE_TASKS', 'SQL_CATEGORIES', 'SQL_FIELDS', 'BOOKSHOP_TABLES',
+           'BOOKSHOP_QUESTIONS', 'SQL_DIALECTS', 'Problem', 'read_jsonl', 'load_humaneval', 'load_mbpp',
+           'load_multiple', 'load_fim', 'MTQuestion', 'load_mt_bench_references', 'load_mt_bench',
+           'write_mt_bench_sample', 'ExerciseFamily', 'exercise', 'exercise_heldout', 'exercises', 'load_task',
+           'SqlQuestion', 'sql_question', 'load_sql_questions', 'SqlDatabase', 'tables_from_script',
            'load_sql_database', 'sql_script', 'bookshop_rows', 'write_sql_offline', 'bookshop_database',
            'load_sql_task']
 
@@ -139,6 +142,91 @@ def load_fim(path=None, language: str | None = None) -> list[Problem]:
         out.append(Problem(f'fim-{lang}', r.get('name', str(i)), r['prompt'], language=lang, stop=['\n'],
                            canonical=r['canonical_solution'], suffix=r['suffix']))
     return out
+
+# %% ../nbs/00b_benchmarks.ipynb #dfc26bde
+MT_BENCH_HUB = ('lmsys/mt-bench', 'data/mt_bench/question.jsonl', 'data/mt_bench/reference_answer/gpt-4.jsonl')  # space, files
+MT_BENCH_REF_CATEGORIES = ('math', 'reasoning', 'coding')   # graded against a reference answer (FastChat's NEED_REF_CATS)
+MT_BENCH_TASKS = {'mt-bench-coding': 'coding'}               # task name -> category
+
+@dataclass
+class MTQuestion:
+    "One MT-Bench question: the user's two turns and, for a reference-guided category, a reference answer per turn."
+    question_id: int
+    category: str
+    turns: list[str]
+    reference: list[str] | None = None   # one reference answer per turn
+    reference_from: str = ''             # where they come from: the answer file's `model_id` (e.g. 'gpt-4') or 'question'
+
+def load_mt_bench_references(path) -> dict[int, dict]:
+    "FastChat model answers (a `reference_answer/*.jsonl`) by question id: `{'model_id', 'turns'}`."
+    out = {}
+    for r in read_jsonl(path):
+        _need(r, ('question_id', 'choices'), f'mt-bench reference answers {path}')
+        ch = r['choices']
+        if not (isinstance(ch, list) and ch and isinstance(ch[0], dict) and isinstance(ch[0].get('turns'), list)):
+            raise ValueError(f"{path}: question {r['question_id']} has no choices[0].turns")
+        out[int(r['question_id'])] = dict(model_id=str(r.get('model_id', Path(path).stem)), turns=[str(t) for t in ch[0]['turns']])
+    return out
+
+def _mt_question(r: dict, refs: dict, where) -> MTQuestion:
+    "One `question.jsonl` row as an `MTQuestion`, with its reference answers (the answer file's, else its own field)."
+    _need(r, ('question_id', 'category', 'turns'), f'mt-bench {where}')
+    turns = r['turns']
+    if not (isinstance(turns, list) and len(turns) == 2 and all(isinstance(t, str) and t.strip() for t in turns)):
+        raise ValueError(f"{where}: question {r['question_id']} needs 'turns' as two non-empty strings, got {turns!r:.80}")
+    answer = refs.get(int(r['question_id']))
+    ref, src = (answer['turns'], answer['model_id']) if answer else (r.get('reference'), 'question')
+    if not ref: return MTQuestion(int(r['question_id']), r['category'], list(turns))
+    if len(ref) < 2: raise ValueError(f"{where}: question {r['question_id']} has {len(ref)} reference turn(s), needs 2")
+    return MTQuestion(int(r['question_id']), r['category'], list(turns), [str(x) for x in ref[:2]], src)
+
+def load_mt_bench(path=None,                  # FastChat's question.jsonl (None: the hub's)
+                  references=None,            # FastChat reference answers, e.g. reference_answer/gpt-4.jsonl (None: the hub's
+                                              # when questions come from the hub, else the questions' own `reference`)
+                  category: str | None = 'coding',  # one category (None: all 80 questions)
+                  ) -> list[MTQuestion]:
+    "MT-Bench questions of `category` with their reference answers, from local files or the hub."
+    if path is None:                          # network: only when no local file is given
+        path = hf_hub_download(MT_BENCH_HUB[0], MT_BENCH_HUB[1], repo_type='space')
+        references = references or hf_hub_download(MT_BENCH_HUB[0], MT_BENCH_HUB[2], repo_type='space')
+    rows = read_jsonl(path)
+    cats = sorted({str(r.get('category')) for r in rows})
+    rows = [r for r in rows if category is None or r.get('category') == category]
+    if not rows: raise ValueError(f"{path}: no MT-Bench question of category {category!r} (categories: {cats})")
+    refs = load_mt_bench_references(references) if references is not None else {}
+    qs = [_mt_question(r, refs, path) for r in rows]
+    missing = [q.question_id for q in qs if q.category in MT_BENCH_REF_CATEGORIES and q.reference is None]
+    if missing: raise ValueError(f"{path}: no reference answer for reference-guided question(s) {missing}; pass "
+                                 "FastChat's reference_answer/gpt-4.jsonl")
+    return qs
+
+# %% ../nbs/00b_benchmarks.ipynb #5d1e84f7
+MT_BENCH_SAMPLE = [   # the project's own questions in MT-Bench's schema (not MT-Bench's): the offline stand-in
+    (9001, ['Write a Python function `is_palindrome(s)` that ignores case and non-letters.',
+            'Make it run without building a new string.'],
+     ['```python\ndef is_palindrome(s):\n    t = [c.lower() for c in s if c.isalpha()]\n    return t == t[::-1]\n```',
+      '```python\ndef is_palindrome(s):\n    i, j = 0, len(s) - 1\n    while i < j:\n        if not s[i].isalpha(): i += 1\n'
+      '        elif not s[j].isalpha(): j -= 1\n        elif s[i].lower() != s[j].lower(): return False\n'
+      '        else: i, j = i + 1, j - 1\n    return True\n```']),
+    (9002, ['Write a SQL query that returns the three customers with the highest total order amount from '
+            '`orders(customer_id, amount)`.', 'Now include customers with no orders from `customers(id, name)`, with total 0.'],
+     ['```sql\nSELECT customer_id, SUM(amount) AS total FROM orders GROUP BY customer_id ORDER BY total DESC LIMIT 3;\n```',
+      '```sql\nSELECT c.id, c.name, COALESCE(SUM(o.amount), 0) AS total FROM customers c\n'
+      'LEFT JOIN orders o ON o.customer_id = c.id GROUP BY c.id, c.name ORDER BY total DESC LIMIT 3;\n```']),
+    (9003, ['Write a JavaScript function `debounce(fn, ms)`.', 'Add a `cancel()` method to the returned function.'],
+     ['```javascript\nfunction debounce(fn, ms) {\n  let t;\n  return (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };\n}\n```',
+      '```javascript\nfunction debounce(fn, ms) {\n  let t;\n  const d = (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };\n'
+      '  d.cancel = () => clearTimeout(t);\n  return d;\n}\n```']),
+]
+
+def write_mt_bench_sample(out_dir) -> tuple[Path, Path]:
+    "Write the stand-in as FastChat's `question.jsonl` and `reference_answer/stablecode-sample.jsonl`; returns both paths."
+    out = Path(out_dir); (out / 'reference_answer').mkdir(parents=True, exist_ok=True)
+    q, r = out / 'question.jsonl', out / 'reference_answer' / 'stablecode-sample.jsonl'
+    q.write_text(''.join(json.dumps(dict(question_id=i, category='coding', turns=t)) + '\n' for i, t, _ in MT_BENCH_SAMPLE))
+    r.write_text(''.join(json.dumps(dict(question_id=i, answer_id=f'sample-{i}', model_id='stablecode-sample',
+                                         choices=[dict(index=0, turns=a)], tstamp=0.0)) + '\n' for i, _, a in MT_BENCH_SAMPLE))
+    return q, r
 
 # %% ../nbs/00b_benchmarks.ipynb #b14df329
 @dataclass(frozen=True)

@@ -20,14 +20,19 @@ except ImportError: sandbox_ray = None
 from .generate import Backend, HFBackend, OpenAIBackend, cut
 from .tokenizer import EOT, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, IM_END, chat_text, get_prompt_format
 from .benchmarks import MULTIPLE_LANGS, PY_STOP, Problem, load_fim, load_humaneval, load_mbpp, load_multiple, load_task
-from .benchmarks import load_sql_task
+from .benchmarks import MT_BENCH_TASKS, MTQuestion, load_mt_bench, load_sql_task, read_jsonl
 from .sql import SqlGoldBackend, engine_dialect, run_sql_eval
+from .config import ConfigError, YamlConfig
 
 # %% auto #0
-__all__ = ['FIM_TOKENS', 'CHAT_LANG', 'SYSTEM', 'OUTCOMES', 'REFERENCE_MULTIPLE', 'REFERENCE_HUMANEVAL', 'pass_at_k',
-           'mean_pass_at_k', 'fim_prompt', 'fim_match', 'chat_messages', 'chat_answer', 'chat_prompt', 'extract_code',
-           'CanonicalBackend', 'TaskResult', 'model_fingerprint', 'evalplus_limits', 'evaluate', 'classify_outcome',
-           'outcome_rank', 'execution_outcomes', 'per_language', 'markdown_table', 'write_report', 'cli']
+__all__ = ['FIM_TOKENS', 'CHAT_LANG', 'SYSTEM', 'OUTCOMES', 'REFERENCE_MULTIPLE', 'REFERENCE_MULTIPLE_INSTRUCT',
+           'MULTIPLE_TABLE_LANGS', 'REFERENCE_HUMANEVAL', 'JUDGE_PROMPTS', 'RATING_PATTERNS', 'REFERENCE_MT_BENCH',
+           'pass_at_k', 'mean_pass_at_k', 'fim_prompt', 'fim_match', 'chat_messages', 'chat_answer', 'chat_prompt',
+           'extract_code', 'CanonicalBackend', 'TaskResult', 'model_fingerprint', 'evalplus_limits', 'evaluate',
+           'classify_outcome', 'outcome_rank', 'execution_outcomes', 'per_language', 'multiple_table', 'markdown_table',
+           'write_report', 'MTBenchConfig', 'chat_replies', 'mt_bench_answers', 'judge_prompts', 'judge_messages',
+           'parse_rating', 'MTBenchResult', 'mt_bench_score', 'mt_bench_eval', 'mt_bench_table', 'write_mt_bench',
+           'judge_backend', 'cli']
 
 # %% ../nbs/10_eval.ipynb #f8c815bc
 def pass_at_k(n: int,  # samples generated for the problem
@@ -317,6 +322,13 @@ REFERENCE_MULTIPLE = {   # MultiPL-E pass@1 (%) from the Stable Code 3B model ca
     'DeepSeek Coder 1.3B': {'python': 28.6, 'cpp': 29.2, 'javascript': 28.7, 'java': 29.0, 'php': 23.6, 'rust': 18.5},
     'StarCoder 3B': {'python': 21.6, 'cpp': 19.8, 'javascript': 21.5, 'java': 20.5, 'php': 19.0, 'rust': 16.9},
 }
+REFERENCE_MULTIPLE_INSTRUCT = {   # MultiPL-E pass@1 (%) from the Stable Code Instruct 3B card (REFERENCE §2); 'avg' is
+    'Stable Code Instruct 3B (DPO)': {'avg': 47, 'python': 59, 'cpp': 49, 'javascript': 49, 'java': 44, 'php': 45, 'rust': 37},
+    'Stable Code Instruct 3B (SFT)': {'avg': 44, 'python': 55, 'cpp': 45, 'javascript': 42, 'java': 42, 'php': 44, 'rust': 32},
+    'DeepSeek-Coder Instruct 1.3B': {'avg': 44, 'python': 52, 'cpp': 52, 'javascript': 41, 'java': 46, 'php': 45, 'rust': 28},
+    'CodeLlama Instruct 7B': {'avg': 30, 'python': 33, 'cpp': 31, 'javascript': 31, 'java': 29, 'php': 31, 'rust': 25},
+}                                 # the card's average: the mean of its six languages (to rounding)
+MULTIPLE_TABLE_LANGS = ['python', 'cpp', 'javascript', 'java', 'php', 'rust']   # the languages of both cards' tables
 REFERENCE_HUMANEVAL = {                 # HumanEval (%): Stable Code 3B on the BigCode leaderboard (T=0.2, n=50);
     'Stable Code 3B': {'pass@1': 30.7, 'pass@10': 46.8},             # StableCode alpha's model cards (REFERENCE §3)
     'StableCode alpha 3B (completion)': {'pass@1': 20.2, 'pass@10': 33.8},
@@ -335,8 +347,24 @@ def per_language(tables: dict[str, TaskResult]) -> dict[str, dict]:
         out[lang]['problems'] = len(counts)
     return out
 
-def markdown_table(tables: dict[str, TaskResult], model: str = 'this model') -> str:
-    "Per-task and per-language tables in Markdown, with the reference numbers."
+def multiple_table(tables: dict[str, TaskResult], model: str = 'this model', instruct: bool = False) -> list[str]:
+    "Markdown lines: MultiPL-E pass@1 per language beside the base model's report, or (`instruct`) the Instruct card."
+    pl, langs = per_language(tables), MULTIPLE_TABLE_LANGS
+    ours = [f"{100 * pl[l]['pass@1']:.1f}" if l in pl and 'pass@1' in pl[l] else '–' for l in langs]
+    if not instruct:
+        return (['', '### MultiPL-E pass@1 (%) per language, beside the report (REFERENCE §1)', '',
+                 '| model | ' + ' | '.join(langs) + ' |', '|---|' + '---|' * len(langs), f'| {model} | ' + ' | '.join(ours) + ' |'] +
+                [f'| {m} (report) | ' + ' | '.join(f'{row[l]:.1f}' for l in langs) + ' |' for m, row in REFERENCE_MULTIPLE.items()])
+    avg = f"{np.mean([float(x) for x in ours]):.1f}" if '–' not in ours else '–'
+    return (['', '### MultiPL-E pass@1 (%) per language, beside the Stable Code Instruct 3B card (REFERENCE §2)', '',
+             '| model | avg | ' + ' | '.join(langs) + ' |', '|---|---|' + '---|' * len(langs),
+             f'| {model} | {avg} | ' + ' | '.join(ours) + ' |'] +
+            [f"| {m} (card) | {row['avg']} | " + ' | '.join(str(row[l]) for l in langs) + ' |'
+             for m, row in REFERENCE_MULTIPLE_INSTRUCT.items()] +
+            ['', 'avg: the mean of the six languages (a dash unless all six were run). The card gives two digits (.59).'])
+
+def markdown_table(tables: dict[str, TaskResult], model: str = 'this model', instruct: bool = False) -> str:
+    "Per-task and per-language tables in Markdown, with the reference numbers (the Instruct card's for `instruct`)."
     ks = sorted({k for t in tables.values() for k in t.pass_at}, key=lambda s: int(s.split('@')[1]))
     lines = [f'### Tasks ({model})', '', '| task | language | problems | n | ' + ' | '.join(ks) + ' | outcomes |',
              '|---|---|---|---|' + '---|' * len(ks) + '---|']
@@ -344,38 +372,255 @@ def markdown_table(tables: dict[str, TaskResult], model: str = 'this model') -> 
         cells = [f"{100 * t.pass_at[k]:.1f}" if k in t.pass_at else '' for k in ks]
         oc = ', '.join(f'{s} {c}' for s, c in sorted(t.outcomes.items()))
         lines.append(f'| {t.task} | {t.language} | {t.problems} | {t.n} | ' + ' | '.join(cells) + f' | {oc} |')
-    pl = per_language(tables)
-    langs = ['python', 'cpp', 'javascript', 'java', 'php', 'rust']
-    lines += ['', '### MultiPL-E pass@1 (%) per language, beside the report (REFERENCE §1)', '',
-              '| model | ' + ' | '.join(langs) + ' |', '|---|' + '---|' * len(langs)]
-    lines.append(f'| {model} | ' + ' | '.join(f"{100 * pl[l]['pass@1']:.1f}" if l in pl and 'pass@1' in pl[l] else '–'
-                                            for l in langs) + ' |')
-    for m, row in REFERENCE_MULTIPLE.items():
-        lines.append(f'| {m} (report) | ' + ' | '.join(f'{row[l]:.1f}' for l in langs) + ' |')
-    return '\n'.join(lines) + '\n'
+    return '\n'.join(lines + multiple_table(tables, model, instruct)) + '\n'
 
-def write_report(tables: dict[str, TaskResult], out_dir: str | Path, model: str = 'this model', meta: dict | None = None) -> dict:
-    "Write results.json, results.md and results.png into `out_dir`; returns the paths."
+def write_report(tables: dict[str, TaskResult], out_dir: str | Path, model: str = 'this model', meta: dict | None = None,
+                 instruct: bool = False) -> dict:
+    "Write results.json, results.md and results.png into `out_dir` (`instruct`: beside the Instruct card); returns the paths."
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     skipped = json.loads((out / 'skipped.json').read_text()) if (out / 'skipped.json').exists() else {}
     data = dict(model=model, meta=meta or {}, isolation=sandbox.isolation_report(), sandbox_level=sandbox._level(), skipped=skipped,
-                tasks={k: asdict(v) for k, v in tables.items()}, per_language=per_language(tables))
+                tasks={k: asdict(v) for k, v in tables.items()}, per_language=per_language(tables),
+                reference='Stable Code Instruct 3B card (REFERENCE §2)' if instruct else 'Stable Code 3B report (REFERENCE §1)')
     (out / 'results.json').write_text(json.dumps(data, indent=1))
-    md = markdown_table(tables, model) + ''.join(f'\nSkipped {t}: {why}\n' for t, why in skipped.items())
+    md = markdown_table(tables, model, instruct) + ''.join(f'\nSkipped {t}: {why}\n' for t, why in skipped.items())
     (out / 'results.md').write_text(md)
     fig, ax = plt.subplots(figsize=(7, 3.2))
     names = list(tables)
     ax.bar(range(len(names)), [100 * tables[k].pass_at.get('pass@1', 0) for k in names], color='tab:blue', label=model)
     ref, he_ref = REFERENCE_MULTIPLE['Stable Code 3B'], REFERENCE_HUMANEVAL['Stable Code 3B']['pass@1']
+    if instruct: ref, he_ref = REFERENCE_MULTIPLE_INSTRUCT['Stable Code Instruct 3B (DPO)'], None     # the card has no HumanEval
     refv = [ref.get(tables[k].language) if k.startswith('multiple-') else he_ref if k == 'humaneval' else None for k in names]
     ax.scatter([i for i, v in enumerate(refv) if v is not None], [v for v in refv if v is not None], color='tab:red',
-               marker='_', s=400, label='Stable Code 3B (report)')
+               marker='_', s=400, label='Stable Code Instruct 3B DPO (card)' if instruct else 'Stable Code 3B (report)')
     ax.set_xticks(range(len(names)), names, rotation=30, ha='right'); ax.set_ylabel('pass@1 (%)'); ax.set_ylim(0, 100)
     ax.legend(fontsize=8); fig.tight_layout(); fig.savefig(out / 'results.png', dpi=100); plt.close(fig)
     return dict(json=out / 'results.json', md=out / 'results.md', png=out / 'results.png')
+
+# %% ../nbs/10_eval.ipynb #33f46b1f
+@dataclass
+class MTBenchConfig(YamlConfig):
+    "How MT-Bench answers are generated and judged."
+    prompt_format: str = 'chatml'             # the answering model's chat format (a key of PROMPT_FORMATS)
+    system: str | None = None                 # a system message before the first turn (None: none)
+    temperature: float = 0.0                  # FastChat's for coding (greedy)
+    max_new_tokens: int = 1024                # answer length cap per turn (FastChat's default)
+    judge_format: str = 'chatml'              # the judge's chat format (a key of PROMPT_FORMATS)
+    judge_temperature: float = 0.0            # FastChat's judge temperature
+    judge_max_new_tokens: int = 2048          # judgment length cap (FastChat's for API judges)
+    judge_prompts: str | None = None          # FastChat's judge_prompts.jsonl instead of the project's wording (None)
+    judge_prompt_turn1: str = 'single-math-v1'              # its entry for turn 1 (reference-guided, single answer)
+    judge_prompt_turn2: str = 'single-math-v1-multi-turn'   # its entry for turn 2
+
+    def validate(self):
+        for k in ('prompt_format', 'judge_format'):
+            try: get_prompt_format(getattr(self, k))
+            except ValueError as e: raise ConfigError(f"MTBenchConfig: '{k}': {e}") from None
+        if min(self.temperature, self.judge_temperature) < 0: raise ConfigError("MTBenchConfig: temperatures must be >= 0")
+        if min(self.max_new_tokens, self.judge_max_new_tokens) < 1: raise ConfigError("MTBenchConfig: token caps must be >= 1")
+
+# %% ../nbs/10_eval.ipynb #dddb1622
+def chat_replies(backend: Backend,                      # any generation backend
+                 conversations: Sequence[list[dict]],   # [{'role', 'content'}, ...] each, ending with a user turn
+                 prompt_format: str = 'chatml',         # how they are written for a backend without its own `chat`
+                 max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 0.95) -> list[str]:
+    "One assistant reply per conversation, from `backend`."
+    if hasattr(backend, 'chat'):
+        return [''.join(backend.chat(m, max_new_tokens, temperature, top_p, prompt_format)) for m in conversations]
+    fmt = get_prompt_format(prompt_format)
+    texts = [chat_text(m, prompt_format=prompt_format) for m in conversations]
+    out = backend.generate(texts, [list(fmt.stops)] * len(texts), n=1, temperature=temperature, top_p=top_p,
+                           max_new_tokens=max_new_tokens) if texts else []
+    return [cut(o[0], fmt.stops) for o in out]
+
+def mt_bench_answers(questions: Sequence[MTQuestion], backend: Backend, cfg: MTBenchConfig | None = None) -> list[list[str]]:
+    "The model's answers to both turns of every question."
+    cfg = cfg or MTBenchConfig()
+    ask = lambda convs: [a.strip() for a in chat_replies(backend, convs, cfg.prompt_format, cfg.max_new_tokens, cfg.temperature)]
+    convs = [([dict(role='system', content=cfg.system)] if cfg.system else []) + [dict(role='user', content=q.turns[0])]
+             for q in questions]
+    first = ask(convs)
+    convs = [c + [dict(role='assistant', content=a), dict(role='user', content=q.turns[1])]
+             for c, a, q in zip(convs, first, questions)]
+    return [[a, b] for a, b in zip(first, ask(convs))]
+
+# %% ../nbs/10_eval.ipynb #ec982656
+_JUDGE_TASK = ("Grade the AI assistant's answer to the programming question below. You are given a reference answer: "
+               "compare the assistant's answer with it, look for mistakes in the code and in the explanation, and say what "
+               "they are. Correctness counts most, then whether the answer is helpful and complete; length is no merit. "
+               "Start with a short explanation. Then give your grade on a scale of 1 to 10, written exactly in this format: "
+               "\"[[rating]]\", for example \"Rating: [[6]]\".")
+JUDGE_PROMPTS = (   # the project's own wording, in the format of FastChat's judge_prompts.jsonl
+    dict(name='stablecode-ref-v1', type='single', category='coding', output_format='[[rating]]',
+         description='single answer, graded against a reference answer: the first turn',
+         system_prompt='You are a careful reviewer of programming answers.',
+         prompt_template=_JUDGE_TASK + "\n\n[Question]\n{question}\n\n[Reference Answer]\n{ref_answer_1}\n[End of Reference "
+                         "Answer]\n\n[Assistant's Answer]\n{answer}\n[End of Assistant's Answer]"),
+    dict(name='stablecode-ref-v1-multi-turn', type='single', category='coding', output_format='[[rating]]',
+         description='single answer, graded against a reference answer: the second turn, in its conversation',
+         system_prompt=_JUDGE_TASK.replace("the programming question below", "the second question of the conversation "
+                                           "below (the first turn is context)") + "\n\n",
+         prompt_template="[Reference Answers]\n\n### User:\n{question_1}\n\n### Reference answer:\n{ref_answer_1}\n\n"
+                         "### User:\n{question_2}\n\n### Reference answer:\n{ref_answer_2}\n\n[End of Reference Answers]\n\n\n"
+                         "[Conversation with the Assistant]\n\n### User:\n{question_1}\n\n### Assistant:\n{answer_1}\n\n"
+                         "### User:\n{question_2}\n\n### Assistant:\n{answer_2}\n\n[End of Conversation]"),
+)
+RATING_PATTERNS = (re.compile(r'\[\[(\d+\.?\d*)\]\]'), re.compile(r'\[(\d+\.?\d*)\]'))   # FastChat's, in its order
+
+def judge_prompts(cfg: MTBenchConfig | None = None) -> tuple[dict, dict]:
+    "The judge prompts of turn 1 and turn 2: the project's, or the named entries of a FastChat `judge_prompts.jsonl`."
+    cfg = cfg or MTBenchConfig()
+    if cfg.judge_prompts is None: return JUDGE_PROMPTS
+    rows = {r.get('name'): r for r in read_jsonl(cfg.judge_prompts)}
+    names = (cfg.judge_prompt_turn1, cfg.judge_prompt_turn2)
+    if (missing := [n for n in names if n not in rows]):
+        raise ValueError(f"{cfg.judge_prompts}: no judge prompt named {missing} (has {sorted(map(str, rows))})")
+    for n in names:
+        r = rows[n]
+        if r.get('type') != 'single' or r.get('output_format') != '[[rating]]' or not {'system_prompt', 'prompt_template'} <= set(r):
+            raise ValueError(f"{cfg.judge_prompts}: {n!r} is not a single-answer '[[rating]]' prompt with system_prompt "
+                             "and prompt_template")
+    return rows[names[0]], rows[names[1]]
+
+def judge_messages(q: MTQuestion, answers: Sequence[str], prompts: tuple[dict, dict]) -> list[list[dict]]:
+    "The judge's conversations for turn 1 and turn 2 of `q`, filled as FastChat fills its templates."
+    if q.reference is None: raise ValueError(f"MT-Bench question {q.question_id} has no reference answer to grade against")
+    kw = dict(ref_answer_1=q.reference[0], ref_answer_2=q.reference[1], question_1=q.turns[0], question_2=q.turns[1],
+              answer_1=answers[0], answer_2=answers[1])
+    try: users = (prompts[0]['prompt_template'].format(question=q.turns[0], answer=answers[0], **kw),
+                  prompts[1]['prompt_template'].format(**kw))
+    except (KeyError, IndexError) as e: raise ValueError(f"judge prompt has an unknown placeholder {e}") from None
+    return [[dict(role='system', content=p['system_prompt']), dict(role='user', content=u)] for p, u in zip(prompts, users)]
+
+def parse_rating(judgment: str, low: float = 1.0, high: float = 10.0) -> float:
+    "The rating in a judgment: the first `[[x]]`, else the first `[x]`; -1 when there is none or it is outside low..high."
+    for pat in RATING_PATTERNS:
+        if (m := pat.search(judgment)):
+            x = float(m.group(1))
+            return x if low <= x <= high else -1.0
+    return -1.0
+
+# %% ../nbs/10_eval.ipynb #0ae4cc95
+@dataclass
+class MTBenchResult:
+    "MT-Bench scores of one model under one judge."
+    task: str
+    model: str
+    judge: str
+    questions: int
+    score: float | None          # mean of the valid ratings over both turns (None: no valid rating)
+    turn_scores: list            # [turn 1 mean, turn 2 mean] (None where no valid rating)
+    unparseable: int             # judgments without a rating in 1..10 (left out of the means)
+    judgments: int               # judgments made (2 per question)
+    per_question: list           # [{'question_id', 'ratings': [r1, r2]}] (-1: unparseable)
+
+def _mean(xs) -> float | None: return float(np.mean(xs)) if xs else None
+
+def mt_bench_score(questions: Sequence[MTQuestion], ratings: Sequence[Sequence[float]], model: str = 'this model',
+                   judge: str = 'judge') -> MTBenchResult:
+    "The score of per-question ratings (turn 1, turn 2; -1 = unparseable), as FastChat's `show_result` averages them."
+    valid = [[r for rs in ratings for r in rs[t:t + 1] if r != -1] for t in (0, 1)]
+    cats = sorted({q.category for q in questions})
+    task = next((k for k, c in MT_BENCH_TASKS.items() if [c] == cats), 'mt-bench')
+    return MTBenchResult(task, model, judge, len(questions), _mean(valid[0] + valid[1]), [_mean(v) for v in valid],
+                         sum(r == -1 for rs in ratings for r in rs), sum(len(rs) for rs in ratings),
+                         [dict(question_id=q.question_id, ratings=list(rs)) for q, rs in zip(questions, ratings)])
+
+def _answer_row(q: MTQuestion, model: str, turns: list[str]) -> dict:
+    aid = hashlib.sha256(json.dumps([model, q.question_id, turns]).encode()).hexdigest()[:22]
+    return dict(question_id=q.question_id, answer_id=aid, model_id=model, choices=[dict(index=0, turns=turns)], tstamp=time.time())
+
+def mt_bench_eval(questions: Sequence[MTQuestion],   # from load_mt_bench
+                  backend: Backend,                  # the model under test
+                  judge: Backend,                    # the judge (at full scale: a strong model behind a server)
+                  out_dir: str | Path,               # where model_answer.jsonl and judgment.jsonl go
+                  cfg: MTBenchConfig | None = None,
+                  model: str = 'this model') -> MTBenchResult:
+    "Answer both turns, have the judge rate each against the reference, write FastChat's files and score."
+    cfg, out = cfg or MTBenchConfig(), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prompts = judge_prompts(cfg)                       # a bad prompt file fails before any generation
+    answers = mt_bench_answers(questions, backend, cfg)
+    (out / 'model_answer.jsonl').write_text(''.join(json.dumps(_answer_row(q, model, a)) + '\n' for q, a in zip(questions, answers)))
+    convs = [m for q, a in zip(questions, answers) for m in judge_messages(q, a, prompts)]
+    texts = chat_replies(judge, convs, cfg.judge_format, cfg.judge_max_new_tokens, cfg.judge_temperature)
+    ratings = [[parse_rating(t) for t in texts[2 * i:2 * i + 2]] for i in range(len(questions))]
+    with open(out / 'judgment.jsonl', 'w', encoding='utf-8') as f:
+        for i, (q, rs) in enumerate(zip(questions, ratings)):
+            for t in (0, 1):
+                f.write(json.dumps(dict(question_id=q.question_id, model=model, judge=[judge.name, prompts[t]['name']],
+                                        user_prompt=convs[2 * i + t][1]['content'], judgment=texts[2 * i + t],
+                                        score=rs[t], turn=t + 1, tstamp=time.time())) + '\n')
+    return mt_bench_score(questions, ratings, model, judge.name)
+
+# %% ../nbs/10_eval.ipynb #425e04b3
+REFERENCE_MT_BENCH = {    # MT-Bench (1-10) from the Stable Code Instruct 3B card (REFERENCE §2; judge not stated)
+    'Stable Code Instruct 3B (DPO)': 5.8, 'Stable Code Instruct 3B (SFT)': 5.5, 'DeepSeek Coder 1.3B': 4.6,
+    'CodeLlama Instruct 7B': 3.55, 'DeepSeek Coder 6.7B': 6.9, 'StarChat2 15B': 5.7}
+
+def mt_bench_table(r: MTBenchResult) -> str:
+    "The result in Markdown, beside the card's MT-Bench figures."
+    f = lambda x: '–' if x is None else f'{x:.2f}'
+    lines = [f'### {r.task}: judged 1-10, beside the Stable Code Instruct 3B card (REFERENCE §2)', '',
+             '| model | judge | questions | turn 1 | turn 2 | score | unparseable |', '|---|---|---|---|---|---|---|',
+             f'| {r.model} | {r.judge} | {r.questions} | {f(r.turn_scores[0])} | {f(r.turn_scores[1])} | {f(r.score)} | '
+             f'{r.unparseable}/{r.judgments} |']
+    lines += [f'| {m} (card) | not stated | | | | {s:.2f} | |' for m, s in REFERENCE_MT_BENCH.items()]
+    lines += ['', "The card's figures: judge not stated; whether over coding alone or all eight categories, not stated. "
+              'This row: the coding category only, under the judge named.']
+    return '\n'.join(lines) + '\n'
+
+def write_mt_bench(r: MTBenchResult, out_dir: str | Path) -> dict:
+    "Write mt_bench.json and mt_bench.md into `out_dir`; returns the paths."
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    (out / 'mt_bench.json').write_text(json.dumps(dict(asdict(r), reference=REFERENCE_MT_BENCH), indent=1))
+    (out / 'mt_bench.md').write_text(mt_bench_table(r))
+    return dict(json=out / 'mt_bench.json', md=out / 'mt_bench.md')
+
+# %% ../nbs/10_eval.ipynb #f80a812a
+def judge_backend(spec: str, batch_size: int = 8) -> Backend:
+    "The judge named on the command line: 'MODEL@URL' (an OpenAI-compatible server) or a local checkpoint path."
+    if Path(spec).exists(): return HFBackend(spec, batch_size=batch_size)
+    model, _, url = spec.partition('@')
+    if not (model and url.startswith(('http://', 'https://'))):
+        raise ValueError(f"--judge {spec!r} is neither MODEL@URL (an OpenAI-compatible server) nor an existing checkpoint")
+    return OpenAIBackend(url, model)
+
+def _mt_bench_args(ap: argparse.ArgumentParser):
+    ap.add_argument('--judge', metavar='MODEL@URL', help='mt-bench-coding: the judge, a model behind an OpenAI-compatible '
+                    'server (or a checkpoint path)')
+    ap.add_argument('--judge-prompts', metavar='FILE', help="mt-bench-coding: FastChat's judge_prompts.jsonl instead of "
+                    "the project's prompts")
+    ap.add_argument('--reference-answers', metavar='FILE', help="mt-bench-coding: FastChat's reference answers "
+                    "(reference_answer/gpt-4.jsonl; default: the hub's when the questions come from the hub)")
+    ap.add_argument('--judge-format', help='mt-bench-coding: the chat format the judge is prompted in (default chatml)')
+    ap.add_argument('--mt-bench-config', metavar='FILE', help='mt-bench-coding: MTBenchConfig as YAML (default: FastChat\'s values)')
+
+def _mt_bench_setup(a, tasks: list[str], data: dict) -> dict | None:
+    "The MT-Bench part of a `stablecode eval` call: questions, judge and config; None when no MT-Bench task is asked."
+    if not tasks: return None
+    if a.canonical or not a.judge: raise ValueError(f"{tasks[0]} needs --judge MODEL@URL (and has no --canonical self-check)")
+    cfg = MTBenchConfig.from_yaml(a.mt_bench_config) if a.mt_bench_config else MTBenchConfig()
+    cfg = dataclasses.replace(cfg, prompt_format=a.prompt_format or cfg.prompt_format,
+                              judge_prompts=a.judge_prompts or cfg.judge_prompts, judge_format=a.judge_format or cfg.judge_format)
+    if cfg.judge_prompts: judge_prompts(cfg)             # a bad prompt file fails before anything is generated
+    qs = [q for t in tasks for q in load_mt_bench(data.get(t), a.reference_answers, MT_BENCH_TASKS[t])[:a.limit or None]]
+    return dict(questions=qs, cfg=cfg, judge=judge_backend(a.judge, a.batch_size))
+
+def _mt_bench_run(a, mt: dict, backend: Backend, label: str) -> int:
+    "Answer, judge, write `OUT/mt_bench/` and print the score; the exit code (2 when a server fails)."
+    out = Path(a.out) / 'mt_bench'
+    try: r = mt_bench_eval(mt['questions'], backend, mt['judge'], out, mt['cfg'], model=label)
+    except (RuntimeError, ValueError) as e: print(f"stablecode eval: {e}", file=sys.stderr); return 2
+    paths = write_mt_bench(r, out)
+    score = '–' if r.score is None else f'{r.score:.2f}'
+    print(f"{r.task}: score {score} over {r.questions} questions x 2 turns (judge {r.judge}; "
+          f"{r.unparseable}/{r.judgments} judgments unparseable)")
+    print(f"results: {paths['md']}, {paths['json']}")
+    return 0
 
 # %% ../nbs/10_eval.ipynb #a393d53c
 def cli(argv: list[str] | None = None) -> int:
@@ -383,7 +628,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog='stablecode eval', description='Evaluate a model on code benchmarks in the sandbox.')
     ap.add_argument('--model', help='checkpoint path (transformers causal LM) or, with --endpoint, the served model name')
     ap.add_argument('--tasks', default='humaneval', help='comma list: humaneval, humaneval-plus, mbpp, mbpp-plus, '
-                    'multiple-<lang>, fim[-<lang>], exercises, exercises-train, sql (09b_sql)')
+                    'multiple-<lang>, fim[-<lang>], exercises, exercises-train, sql (09b_sql), mt-bench-coding (needs --judge)')
     ap.add_argument('--data', action='append', default=[], metavar='TASK=FILE', help='local data file for a task')
     ap.add_argument('--n', type=int, default=1, help='samples per problem')
     ap.add_argument('--temperature', type=float, help='sampling temperature (default 0.2; sql: 0, greedy as sql-eval)')
@@ -405,6 +650,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--sql-dbs', help="the sql task's databases in defog-data's layout (default: the folder of --data sql=CSV)")
     ap.add_argument('--allow-weak-sandbox', action='store_true',
                     help='run model code even when the sandbox has no namespaces (rlimits only)')
+    _mt_bench_args(ap)
     a = ap.parse_args(argv)
     data = {}
     for d in a.data:
@@ -412,8 +658,9 @@ def cli(argv: list[str] | None = None) -> int:
         k, v = d.split('=', 1); data[k] = v
     tasks = [t.strip() for t in a.tasks.split(',') if t.strip()]
     try:
-        problems = [p for t in tasks if t != 'sql' for p in load_task(t, data.get(t), a.limit)]
+        problems = [p for t in tasks if t != 'sql' and t not in MT_BENCH_TASKS for p in load_task(t, data.get(t), a.limit)]
         sql_task = load_sql_task(data.get('sql'), a.sql_dbs, engine_dialect(a.db), a.limit) if 'sql' in tasks else None
+        mt = _mt_bench_setup(a, [t for t in tasks if t in MT_BENCH_TASKS], data)
     except (ValueError, FileNotFoundError) as e:
         print(f"stablecode eval: {e}", file=sys.stderr); return 2
     if a.canonical:
@@ -437,6 +684,9 @@ def cli(argv: list[str] | None = None) -> int:
                           Path(a.out) / 'sql', data.get('sql', 'offline bookshop set'), db=a.db, n=1 if a.canonical else a.n,
                           temperature=a.temperature or 0.0, top_p=a.top_p, max_new_tokens=a.max_new_tokens, prompt_format=fmt,
                           timeout=a.timeout, model='gold queries' if a.canonical else label)
+        if rc or (not problems and not mt): return rc
+    if mt:
+        rc = _mt_bench_run(a, mt, backend, label)
         if rc or not problems: return rc
     print(f"sandbox: {sandbox.isolation_report()}", file=sys.stderr)
     t0 = time.time()
@@ -448,7 +698,8 @@ def cli(argv: list[str] | None = None) -> int:
                           allow_weak_sandbox=a.allow_weak_sandbox)
     except (RuntimeError, ValueError) as e: print(f"stablecode eval: {e}", file=sys.stderr); return 2
     paths = write_report(tables, a.out, label, meta=dict(argv=argv if argv is not None else sys.argv[1:],
-                                                          seconds=round(time.time() - t0, 1)))
+                                                          seconds=round(time.time() - t0, 1)),
+                         instruct=a.chat or bool(a.prompt_format))
     for t in tables.values():
         print(f"{t.task}: " + ', '.join(f"{k} = {100 * v:.1f}%" for k, v in t.pass_at.items()) +
               f"  ({sum(p['passed'] for p in t.per_problem)}/{sum(p['n'] for p in t.per_problem)} samples passed)")
