@@ -16,9 +16,9 @@ PIP = $(BIN)/pip install -q --disable-pip-version-check $(if $(LOCK),-c $(LOCK))
 
 .PHONY: install test run quickstart docs bench lock test-latest clean-venv slurm-check
 
-# System tools the tests use: bubblewrap (the execution sandbox's namespaces), Chromium (the docs check) and PostgreSQL
-# (the SQL task's server: its tests start a throwaway cluster).
-SYSTEM_PKGS ?= bubblewrap chromium chromium-driver g++ nodejs default-jdk-headless libjavatuples-java php-cli rustc golang ruby ruby-test-unit lua5.4 perl libtest-deep-perl postgresql
+# System tools the tests use: bubblewrap (the execution sandbox's namespaces), Chromium (the docs check), PostgreSQL
+# (the SQL task's server: its tests start a throwaway cluster) and python3-venv (the sandbox suites' unprivileged run).
+SYSTEM_PKGS ?= bubblewrap chromium chromium-driver g++ nodejs default-jdk-headless libjavatuples-java php-cli rustc golang ruby ruby-test-unit lua5.4 perl libtest-deep-perl postgresql python3-venv
 
 $(STAMP): pyproject.toml $(LOCK)
 	bash scripts/system_deps.sh $(SYSTEM_PKGS)
@@ -46,11 +46,13 @@ docs: $(STAMP)
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
-## Notebooks clean, package in sync with the notebooks, every notebook's cells, then pytest.
+## Notebooks clean, package in sync with the notebooks, every notebook's cells, pytest, then the sandbox suites again
+## as an ordinary user (when run as root: CI).
 test: $(STAMP)
 	BIN=$(BIN) bash scripts/check_sync.sh
 	$(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/pytest -q tests
+	bash scripts/unprivileged_tests.sh
 
 ## Re-resolve the newest versions pyproject.toml allows and write them to constraints.txt (then test and commit it).
 lock:
