@@ -1,5 +1,5 @@
 """What every benchmark records about the machine it ran on (shared by benchmarks/bench_*.py)."""
-import importlib, os, platform
+import importlib, json, os, platform, subprocess, sys
 
 def machine(*packages: str) -> dict:
     "CPU model, cores, load, Python and torch versions (plus GPU name when present), and the versions of `packages`."
@@ -36,3 +36,17 @@ def alternate(n_rounds: int, sides: dict) -> list[dict]:
 def md_table(header: list[str], rows: list[list]) -> list[str]:
     "A Markdown table's lines."
     return ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]
+
+def fresh_side(script: str, side: str, payload) -> dict:
+    """Run one side of a benchmark in a fresh interpreter that imports only what that side needs: `script --side
+    SIDE` reads `payload` (JSON) on stdin, times its own work and prints a JSON object ({'seconds': ..., ...}) last."""
+    r = subprocess.run([sys.executable, script, '--side', side], input=json.dumps(payload), capture_output=True,
+                       text=True)
+    if r.returncode: raise RuntimeError(f"side {side!r} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+def side_main(sides: dict) -> bool:
+    "In a side's process (`--side NAME` in argv): run `sides[NAME](payload)` and print its JSON; False elsewhere."
+    if '--side' not in sys.argv: return False
+    print(json.dumps(sides[sys.argv[sys.argv.index('--side') + 1]](json.loads(sys.stdin.read()))))
+    return True
