@@ -159,20 +159,22 @@ def _runnable(p: Problem) -> Problem:
     return dataclasses.replace(p, prompt=p.prompt.replace('import org.javatuples.*;\n', ''))
 
 def _job(p: Problem, c: str, timeout: float, memory_mb: int, limits: dict) -> dict:
-    "The sandbox job of one sample: Python as solution + tests (EvalPlus limits for `-plus` tasks), else one program."
+    """The sandbox job of one sample: Python as solution + tests (EvalPlus limits for `-plus` tasks), else one program.
+    A problem's tests are the benchmark's code, not the model's: they run in the warm test process (`trusted_tests`)."""
     if p.language != 'python': return {'program': _runnable(p).program(c), 'language': p.language, 'timeout': timeout,
                                        'memory_mb': memory_mb}
     lim = limits.get((p.task, p.task_id))
-    if lim is None: return {'program': p.solution(c), 'tests': p.tests, 'timeout': timeout, 'memory_mb': memory_mb}
-    return {'program': p.solution(c), 'tests': p.tests, 'test_limits': lim, 'memory_mb': 4096,
-            'timeout': max(timeout, sum(lim) + 5.0)}
+    job = {'program': p.solution(c), 'tests': p.tests, 'trusted_tests': True}
+    if lim is None: return {**job, 'timeout': timeout, 'memory_mb': memory_mb}
+    return {**job, 'test_limits': lim, 'memory_mb': 4096, 'timeout': max(timeout, sum(lim) + 5.0)}
 
 def evalplus_limits(problems: Sequence[Problem], timeout: float = 60.0, workers: int | None = None,
                     progress: bool = False, allow_weak_sandbox: bool = False) -> dict:
     "EvalPlus's per-test limits for the `-plus` tasks: max(4 s, 4 x the reference solution's time) per call."
     ps = [p for p in problems if p.task.endswith('-plus') and p.language == 'python' and p.canonical is not None]
     if not ps: return {}
-    jobs = [{'program': p.solution(p.canonical), 'tests': p.tests, 'timeout': timeout, 'memory_mb': 4096} for p in ps]
+    jobs = [{'program': p.solution(p.canonical), 'tests': p.tests, 'timeout': timeout, 'memory_mb': 4096,
+             'trusted_tests': True} for p in ps]
     res = sandbox.run_batch(jobs, workers=workers, progress=progress, allow_weak=allow_weak_sandbox)
     return {(p.task, p.task_id): [round(max(4.0, 4 * t), 3) for t in r.test_times]
             for p, r in zip(ps, res) if r.passed and r.test_times}
@@ -291,12 +293,15 @@ def outcome_rank(o: dict) -> tuple[int, float]:
 def execution_outcomes(problems: Sequence[Problem],     # Python problems
                        completions: list[list[str]],    # samples per problem (completions, as `evaluate` keeps them)
                        timeout: float = 10.0, memory_mb: int = 2048, workers: int | None = None,
-                       progress: bool = True, allow_weak_sandbox: bool = False) -> list[list[dict]]:
+                       progress: bool = True, allow_weak_sandbox: bool = False,
+                       trusted_tests: bool = True,      # False where a model wrote the problems' tests
+                       ) -> list[list[dict]]:
     "Run every sample against its problem's tests, and each failing one against the single checks; outcomes per sample."
     bad = sorted({p.task for p in problems if p.language != 'python'})
     if bad: raise ValueError(f"execution_outcomes: Python problems only (tests run apart from the program), got {bad}")
     run = partial(sandbox.run_batch, workers=workers, progress=progress, allow_weak=allow_weak_sandbox)
-    job = lambda p, c, t: {'program': p.solution(c), 'tests': t, 'timeout': timeout, 'memory_mb': memory_mb}
+    job = lambda p, c, t: {'program': p.solution(c), 'tests': t, 'timeout': timeout, 'memory_mb': memory_mb,
+                           'trusted_tests': trusted_tests}
     flat = [(p, c) for p, cs in zip(problems, completions) for c in cs]
     full = run([job(p, c, p.tests) for p, c in flat])
     again = [(k, ch) for k, ((p, c), r) in enumerate(zip(flat, full)) if r.status not in ('passed', 'compile_error')

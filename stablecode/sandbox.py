@@ -621,16 +621,19 @@ def _dec(x):
     if k == 'C': return complex(*v)
     raise ValueError(f'unknown value tag {k!r}')
 def _exc(e): return [type(e).__name__, str(e)[:500]]
+_PIDNS = None                 # the warm server's own PID namespace (an fd), set again after each candidate's fork
+def _drop_caps():
+    "No capabilities (a namespace of our own grants them all), and none to gain again through exec."
+    hdr, caps = (ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()
+    if _libc.capset(hdr, caps) != 0 or _libc.prctl(38, 1, 0, 0, 0) != 0: os._exit(1)   # PR_SET_NO_NEW_PRIVS
 def _confine():
-    "The test process, before the fork: the candidate gets its own user and PID namespace (False where not allowed)."
-    return _libc.unshare(0x10000000 | 0x20000000) == 0          # CLONE_NEWUSER | CLONE_NEWPID
-def _as_candidate(confined):
-    "The candidate process's first steps: its own session, no capabilities, the interpreter's signal defaults."
-    os.setsid()
-    if confined:                    # the new user namespace gave it every capability there: drop them all
-        hdr, caps = (ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()
-        if _libc.capset(hdr, caps) != 0: os._exit(1)
-    _libc.prctl(38, 1, 0, 0, 0)     # PR_SET_NO_NEW_PRIVS
+    "Before the candidate's fork: a PID namespace of its own (and a user namespace, unless we hold one); False if refused."
+    return _libc.unshare(0x20000000) == 0 or _libc.unshare(0x10000000 | 0x20000000) == 0    # CLONE_NEW{PID,USER}
+def _as_candidate():
+    "The candidate's first steps: its own session, no capabilities, the interpreter's signal defaults."
+    try: os.setsid()
+    except OSError: pass                           # already a session's leader
+    _drop_caps()
     for s in _QUIET: signal.signal(s, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
 def _candidate(solution, filename, rfd, wfd):
@@ -678,23 +681,26 @@ class _Remote(dict):
         else: v = d['value']
         self[name] = v
         return v
-def _fork_candidate(solution, filename, vfd):
-    "Fork the candidate (confined where the kernel allows); returns its pid, the two pipe ends and whether confined."
+def _spawn_candidate(solution, filename, close=(), setup=None):
+    """Fork the candidate as PID 1 of a PID namespace of its own (in it: close `close`, then `setup(keep)`); returns
+    its pid and the two ends of the protocol (requests out, answers in)."""
     a_r, a_w = os.pipe(); b_r, b_w = os.pipe()
-    for s in _QUIET: signal.signal(s, signal.SIG_IGN)    # a signal cannot turn a failing test into a pass
-    confined = _confine()
-    gc.freeze()
+    _confine()
+    gc.freeze()                                    # the child's collections never touch (and so never copy) our pages
     pid = os.fork()
     if pid == 0:
         try:
-            for fd in (vfd, a_w, b_r): os.close(fd)
-            _as_candidate(confined); random.seed(); _candidate(solution, filename, a_r, b_w)
+            for fd in (*close, a_w, b_r): os.close(fd)
+            if setup: setup((a_r, b_w))
+            _libc.prctl(1, signal.SIGKILL, 0, 0, 0)         # PR_SET_PDEATHSIG: it ends when the test process does
+            _as_candidate(); random.seed(); _candidate(solution, filename, a_r, b_w)
         finally: os._exit(1)
-    os.close(a_r); os.close(b_w); random.seed()
-    return pid, os.fdopen(a_w, 'wb'), os.fdopen(b_r, 'rb'), confined
-def split_run(solution, tests, vfd, limits, default_limit, filename='prog.py'):
-    "Candidate in a child process, tests here; the verdict (JSON) goes to `vfd`, which the candidate never holds."
-    pid, wr, rd, confined = _fork_candidate(solution, filename, vfd)
+    if _PIDNS is not None: _libc.setns(_PIDNS, 0x20000000)   # the next child is ours again, not the namespace's
+    os.close(a_r); os.close(b_w)
+    return pid, os.fdopen(a_w, 'wb'), os.fdopen(b_r, 'rb')
+class _Deadline(BaseException): pass
+def run_tests(tests, pid, wr, rd, limits, default_limit):
+    "The test side: the tests here, every name they do not define looked up in the candidate `pid`; the verdict."
     times, state = [], {}
     cfd = os.pidfd_open(pid)             # readable once the candidate exits, even if its children hold the pipe
     def call(req, first=False):
@@ -724,8 +730,11 @@ def split_run(solution, tests, vfd, limits, default_limit, filename='prog.py'):
         v = {'status': 'passed', 'message': ''}
         exec(code, g)
     except SystemExit as ex:
+        v = {'status': 'passed', 'message': ''}
         if ex.code not in (None, 0): v = {'status': 'failed', 'message': f'the tests exited with status {ex.code}'}
+    except _Deadline: v = {'status': 'timeout', 'message': 'wall-clock deadline'}
     except BaseException as ex:
+        v = {'status': 'failed', 'message': ''}
         if not state:
             traceback.print_exc()
             kind = 'compile_error' if not times and isinstance(ex, SyntaxError) else 'failed'
@@ -735,9 +744,15 @@ def split_run(solution, tests, vfd, limits, default_limit, filename='prog.py'):
     try: os.kill(pid, signal.SIGKILL)
     except OSError: pass
     _, st = os.waitpid(pid, 0)
+    os.close(cfd); wr.close(); rd.close()
     if os.WIFSIGNALED(st) and 'died' in state: v['signal'] = os.WTERMSIG(st)
-    v['test_times'], v['confined'] = times[:4000], confined       # the verdict must fit a pipe buffer
-    os.write(vfd, json.dumps(v).encode()); os.close(vfd)
+    v['test_times'] = times[:4000]                 # the verdict must fit a pipe buffer
+    return v
+def split_run(solution, tests, vfd, limits, default_limit, filename='prog.py'):
+    "Candidate in a child process, tests here; the verdict (JSON) goes to `vfd`, which the candidate never holds."
+    for s in _QUIET: signal.signal(s, signal.SIG_IGN)    # a signal cannot turn a failing test into a pass
+    pid, wr, rd = _spawn_candidate(solution, filename, (vfd,))
+    os.write(vfd, json.dumps(run_tests(tests, pid, wr, rd, limits, default_limit)).encode()); os.close(vfd)
 '''
 
 _RUNNER = _SPLIT + r'''
@@ -758,28 +773,68 @@ import threading, atexit, io
 proto_in, proto_out = os.fdopen(int(sys.argv[1]), 'rb'), os.fdopen(int(sys.argv[2]), 'wb')   # never fds 0-2: the
 null = os.open('/dev/null', os.O_RDWR)          # namespace's init (bubblewrap, dumpable) holds those, and /dev/null
 os.dup2(null, 0); os.dup2(null, 1); os.dup2(null, 2)
+def nest():
+    """Serve as PID 1 of a user and PID namespace of our own: no program's signal reaches us, and each candidate's
+    PID namespace costs one `unshare` and one `setns`, no extra process. This process waits and ends as we end."""
+    global _PIDNS
+    uid, gid = os.getuid(), os.getgid()
+    if _libc.unshare(0x10000000 | 0x20000000) != 0: return    # refused: serve from here, a namespace per candidate
+    _libc.prctl(4, 1, 0, 0, 0)                    # dumpable for a moment (no program exists yet): /proc/self is ours
+    for f, line in (('setgroups', 'deny'), ('uid_map', f'{uid} {uid} 1'), ('gid_map', f'{gid} {gid} 1')):
+        with open(f'/proc/self/{f}', 'w') as fh: fh.write(line)    # our uid stays ours: a test process can nest
+    _libc.prctl(4, 0, 0, 0, 0)
+    pid = os.fork()
+    if pid:
+        proto_in.close(); proto_out.close()
+        _, st = os.waitpid(pid, 0); os._exit(os.waitstatus_to_exitcode(st) & 0xff)
+    _PIDNS = os.open('/proc/self/ns/pid', os.O_RDONLY)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+nest()
+def job_setup(req, d, o, e, keep=()):
+    "A job's process: its own session, the job's directory and output files, its limits, no descriptor but `keep`."
+    os.setsid(); os.chdir(d)
+    fo = os.open(o, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fe = os.open(e, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(null, 0); os.dup2(fo, 1); os.dup2(fe, 2)
+    top = max(keep, default=2)
+    for fd in range(3, top + 1):
+        if fd not in keep:
+            try: os.close(fd)
+            except OSError: pass
+    os.closerange(top + 1, 1 << 16)
+    for r, v in ((resource.RLIMIT_AS, req['memory_mb'] << 20), (resource.RLIMIT_CPU, req['cpu']),
+                 (resource.RLIMIT_FSIZE, req['file_mb'] << 20), (resource.RLIMIT_NPROC, req['nproc']),
+                 (resource.RLIMIT_CORE, 0)):
+        resource.setrlimit(r, (v, v))
+    sys.stdout = open(1, 'w', encoding='utf-8', errors='backslashreplace', closefd=False)
+    sys.stderr = open(2, 'w', encoding='utf-8', errors='backslashreplace', closefd=False, buffering=1)
+    sys.stdin = open(0, 'r', closefd=False); sys.argv = [req['file']]
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)   # the server's job deadline is ours, not the program's
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _drop_caps()
+    random.seed()                               # a fresh random state per program, not the server's
 def child(req, d, o, e, vw):
-    try:
-        os.setsid(); os.chdir(d)
-        fo = os.open(o, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        fe = os.open(e, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(null, 0); os.dup2(fo, 1); os.dup2(fe, 2); os.dup2(vw, 3); os.closerange(4, 1 << 16)
-        for r, v in ((resource.RLIMIT_AS, req['memory_mb'] << 20), (resource.RLIMIT_CPU, req['cpu']),
-                     (resource.RLIMIT_FSIZE, req['file_mb'] << 20), (resource.RLIMIT_NPROC, req['nproc']),
-                     (resource.RLIMIT_CORE, 0)):
-            resource.setrlimit(r, (v, v))
-        sys.stdout = open(1, 'w', encoding='utf-8', errors='backslashreplace', closefd=False)
-        sys.stderr = open(2, 'w', encoding='utf-8', errors='backslashreplace', closefd=False, buffering=1)
-        sys.stdin = open(0, 'r', closefd=False); sys.argv = [req['file']]
-        random.seed()                           # a fresh random state per program, not the server's
-    except BaseException:
-        os._exit(125)
+    "A forked job: a program as `__main__`, or (tests not trusted) a fresh test process with its candidate."
+    try: job_setup(req, d, o, e, keep=(vw,))
+    except BaseException: os._exit(125)
     if req.get('tests') is not None:
-        try: split_run(req['program'], req['tests'], 3, req['limits'], req['timeout'], req['file'])
+        try: split_run(req['program'], req['tests'], vw, req['limits'], req['timeout'], req['file'])
         except BaseException: os._exit(1)
         os._exit(0)
-    os.close(3)
+    os.close(vw)
     os._exit(run_main(req))
+def _deadline(signum, frame): raise _Deadline()
+def split_here(req, d, o, e):
+    "Trusted tests in this warm process (fresh names each time), the candidate forked for them; the verdict."
+    pid, wr, rd = _spawn_candidate(req['program'], req['file'], setup=lambda keep: job_setup(req, d, o, e, keep))
+    saved = sys.stdout, sys.stderr
+    with open(o, 'a', encoding='utf-8', errors='backslashreplace') as fo, \
+         open(e, 'a', encoding='utf-8', errors='backslashreplace') as fe:
+        sys.stdout, sys.stderr = fo, fe
+        signal.setitimer(signal.ITIMER_REAL, req['timeout'])
+        try: return run_tests(req['tests'], pid, wr, rd, req['limits'], req['timeout'])
+        except _Deadline: return {'status': 'timeout', 'message': 'wall-clock deadline', 'test_times': []}
+        finally: signal.setitimer(signal.ITIMER_REAL, 0); sys.stdout, sys.stderr = saved
 def run_main(req):
     "A program as `__main__`, with the interpreter's exit status."
     rc = 0
@@ -825,11 +880,9 @@ def reset():
             else:
                 try: os.unlink(p)
                 except OSError: pass
-def serve(req, n):
-    d, o, e = f'/tmp/sandbox/w{n}', f'/tmp/sandbox/o{n}', f'/tmp/sandbox/e{n}'
-    os.mkdir(d)
+def forked(req, d, o, e):
+    "Run the job in a forked child with the deadline; (exit status, timed out, verdict)."
     vr, vw = os.pipe()
-    gc.freeze()                                 # the child's collections never touch (and so never copy) our pages
     pid = os.fork()
     if pid == 0: child(req, d, o, e, vw)
     os.close(vw)
@@ -848,10 +901,19 @@ def serve(req, n):
     try: verdict = json.loads(os.read(vr, 1 << 20) or b'null')
     except (OSError, ValueError): verdict = None
     os.close(vr)
+    return os.waitstatus_to_exitcode(status), timed_out, verdict
+def serve(req, n):
+    d, o, e = f'/tmp/sandbox/w{n}', f'/tmp/sandbox/o{n}', f'/tmp/sandbox/e{n}'
+    os.mkdir(d)
+    if req.get('tests') is not None and req.get('trusted'): rc, timed_out, verdict = 0, False, split_here(req, d, o, e)
+    else: rc, timed_out, verdict = forked(req, d, o, e)
+    try: os.kill(-1, signal.SIGKILL)
+    except OSError: pass
     so, t1 = read(o, req['cap']); se, t2 = read(e, req['cap'])
     reset()
-    return dict(id=req['id'], rc=os.waitstatus_to_exitcode(status), stdout=so, stderr=se, timed_out=timed_out,
-                truncated=t1 or t2, verdict=verdict)
+    return dict(id=req['id'], rc=rc, stdout=so, stderr=se, timed_out=timed_out, truncated=t1 or t2, verdict=verdict)
+signal.signal(signal.SIGALRM, _deadline)
+gc.freeze()                                     # once: the children's collections never touch (so never copy) our pages
 n = 0
 while line := proto_in.readline():
     n += 1
@@ -886,10 +948,11 @@ class _ForkServer:
         return d if ok else None
 
     def run(self, program: str, timeout: float, memory_mb: int, nproc: int, file_mb: int, cap: int,
-            tests: str | None = None, limits: Sequence[float] = ()) -> dict | None:
+            tests: str | None = None, limits: Sequence[float] = (), trusted: bool = False) -> dict | None:
         "Run one (marked) program, or a solution with its tests; None when the server died or did not answer."
         req = dict(id=secrets.token_hex(8), program=program, file='prog.py', timeout=timeout, memory_mb=memory_mb,
-                   cpu=int(timeout) + 1, nproc=nproc + 2, file_mb=file_mb, cap=cap, tests=tests, limits=list(limits))
+                   cpu=int(timeout) + 1, nproc=nproc + 2, file_mb=file_mb, cap=cap, tests=tests, limits=list(limits),
+                   trusted=trusted)
         if self.cg: self.cg.limit(memory_mb + _TREE_SLACK_MB, nproc + 16)
         try: self.to_srv.write((json.dumps(req) + '\n').encode()); self.to_srv.flush(); d = self._answer(req['id'], timeout + 30)
         except OSError: d = None
@@ -913,11 +976,12 @@ class _ForkServer:
 
 def run_warm(server: _ForkServer, program: str, timeout: float = 10.0, memory_mb: int = 1024, *,
              tests: str | None = None, test_limits: Sequence[float] = (), output_limit: int = 1 << 20,
-             file_mb: int = 16, nproc: int | None = None, marker: bool = True) -> Result:
+             file_mb: int = 16, nproc: int | None = None, marker: bool = True,
+             trusted_tests: bool = False) -> Result:   # the tests are the benchmark's: run them in the warm server
     "Run one Python program (or solution + `tests`) in a warm fork-server sandbox (see `run` for the outcomes)."
     t0, lang, level = time.perf_counter(), LANGUAGES['python'], _level('bwrap-forkserver')
     prog, token = _marked(program, 'python', marker and tests is None)
-    d = server.run(prog, timeout, memory_mb, nproc or lang.nproc, file_mb, output_limit, tests, test_limits)
+    d = server.run(prog, timeout, memory_mb, nproc or lang.nproc, file_mb, output_limit, tests, test_limits, trusted_tests)
     if d is None:
         return Result('crashed', 'the sandbox server died or did not answer (the program killed it?)', None, '', '',
                       time.perf_counter() - t0, 'python', level)
@@ -948,7 +1012,7 @@ def _load_done(path: Path) -> dict[str, Result]:
                 done[d['key']] = Result(**{k: d[k] for k in Result.__dataclass_fields__ if k in d})
     return done
 
-_JOB_KEYS = ('compile_timeout', 'output_limit', 'file_mb', 'nproc', 'marker', 'tests', 'test_limits')
+_JOB_KEYS = ('compile_timeout', 'output_limit', 'file_mb', 'nproc', 'marker', 'tests', 'test_limits', 'trusted_tests')
 
 def _specs(jobs, timeout, memory_mb, language) -> tuple[list[dict], list[str]]:
     "Jobs as complete dicts (defaults filled in) and their keys; a one-line error for a malformed job."
@@ -985,6 +1049,7 @@ class SandboxWorker:
             if self.warm and d['language'] == 'python':
                 extra.pop('compile_timeout', None)
                 return self._warm(d, extra)
+            extra.pop('trusted_tests', None)     # a cold run's tests always have a fresh process
             return run(d['program'], d['language'], d['timeout'], d['memory_mb'], allow_weak=self.allow_weak, **extra)
         except Exception as e:           # a harness failure is this job's outcome, never the batch's end
             return Result('crashed', f"sandbox harness error: {type(e).__name__}: {e}"[:300], language=d['language'],

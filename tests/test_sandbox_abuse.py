@@ -210,13 +210,15 @@ def test_memory_of_the_whole_tree():
     assert r.status in ('oom', 'failed'), r
 
 
-def test_attacks_warm():
-    "The same attacks through the batch runner's warm sandboxes; a clean solution still passes after each one."
+@pytest.mark.parametrize('trusted', [False, True])
+def test_attacks_warm(trusted):
+    """The same attacks through the batch runner's warm sandboxes, the tests in a fresh test process each time or (the
+    benchmark's own tests) in the warm server itself; a clean solution still passes after each one."""
     need(NS, 'the warm fork server needs namespaces')
     jobs, want = [], []
     for i, (name, (prog, ok)) in enumerate(ATTACKS.items()):
-        jobs += [{'program': prog, 'tests': TESTS, 'timeout': 3, 'memory_mb': 256, 'nproc': 32},
-                 {'program': ADD + f'# {i}\n', 'tests': TESTS, 'timeout': 5}]
+        jobs += [{'program': prog, 'tests': TESTS, 'timeout': 3, 'memory_mb': 256, 'nproc': 32, 'trusted_tests': trusted},
+                 {'program': ADD + f'# {i}\n', 'tests': TESTS, 'timeout': 5, 'trusted_tests': trusted}]
         want += [ok, {'passed'}]
     res = run_batch(jobs, workers=1, progress=False)
     bad = [(j['program'][:40], r) for j, r, w in zip(jobs, res, want) if r.status not in w]
@@ -232,13 +234,13 @@ def test_fresh_random_state_per_program():
     assert len({r.stdout for r in res}) == 4, [r.stdout for r in res]
 
 
-@pytest.mark.parametrize('warm', [False, True])
-def test_the_test_process_is_out_of_reach(warm):
+@pytest.mark.parametrize('how', ['cold', 'warm', 'warm, trusted tests'])
+def test_the_test_process_is_out_of_reach(how):
     """A correct solution that tries every way to the test process: no pipe but its own, no ptrace, no pidfd, no signal
     reaches anything outside the candidate; its parent is invisible (getppid() == 0); and it still passes."""
     need(NS, 'namespaces (bwrap) are needed for the confined candidate')
-    job = dict(program=forge(VERDICT) + ADD, tests=TESTS, timeout=5)
-    r = run_batch([job], warm=warm, progress=False)[0]
+    job = dict(program=forge(VERDICT) + ADD, tests=TESTS, timeout=5, trusted_tests=how.endswith('trusted tests'))
+    r = run_batch([job], warm=how != 'cold', progress=False)[0]
     assert r.status == 'passed', r
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got == {'pipes': [], 'ptrace': [], 'pidfd': [], 'signal': [], 'ppid': 0}, got
@@ -251,9 +253,9 @@ def test_a_hostile_sample_does_not_end_the_batch():
     flood = forge(ANSWER) + KILL_ALL
     jobs, want = [], []
     for i in range(3):
-        jobs += [{'program': flood + f'# {i}'}, {'program': flood + SUB + f'# {i}', 'tests': TESTS},
+        jobs += [{'program': flood + f'# {i}'}, {'program': flood + SUB + f'# {i}', 'tests': TESTS, 'trusted_tests': i % 2 == 0},
                  {'program': 'x = "\\0"\nexec(x)\n' + f'# {i}'},
-                 {'program': ADD + f'# {i}', 'tests': TESTS}, {'program': f'assert {i} + 1 == {i + 1}'},
+                 {'program': ADD + f'# {i}', 'tests': TESTS, 'trusted_tests': i % 2 == 1}, {'program': f'assert {i} + 1 == {i + 1}'},
                  {'program': SUB + f'# {i}', 'tests': TESTS}]
         want += [{'failed', 'crashed'}, {'failed', 'crashed'}, {'failed'}, {'passed'}, {'passed'}, {'failed'}]
     res = run_batch(jobs, workers=2, progress=False)
