@@ -2,8 +2,8 @@
 sandboxes through `run_batch`) against the reference's style, a plain `multiprocessing` executor with timeouts, on the
 same responses, in one run, rounds alternating.
 
-The responses are Self-OSS-Instruct-shaped (an implementation followed by its own `assert` tests, run as one
-program): the 164 HumanEval canonical solutions x `--copies` (each copy with its own trailing comment, so every
+The responses are Self-OSS-Instruct-shaped (an implementation and its own `assert` tests; ours runs them split, the
+tests as the test process, the baseline as one program): the 164 HumanEval canonical solutions x `--copies` (each copy with its own trailing comment, so every
 program is distinct and runs), a quarter of them with their tests made to fail (a wrong expected value), plus
 `--hangs` responses that never finish (`while True: pass`, `time.sleep`). The baseline is the reference's style of
 executor: `--workers` dispatchers (`multiprocessing.pool.ThreadPool`) that each fork a `multiprocessing.Process`
@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
-from machine import alternate, machine as _machine, machine_text, md_table
+from machine import alternate, fresh_side, machine as _machine, machine_text, md_table, side_main
 
 
 def responses(copies: int, hangs: int) -> list[dict]:
@@ -56,19 +56,26 @@ def _one(program: str, timeout: float) -> bool:
     return p.exitcode == 0
 
 
-def run_baseline(samples, workers, timeout):
-    progs = [s['implementation'].rstrip() + '\n\n\n' + s['tests'] for s in samples]
+def side_baseline(p: dict) -> dict:
+    progs = [s['implementation'].rstrip() + '\n\n\n' + s['tests'] for s in p['samples']]
     t = time.perf_counter()
-    with ThreadPool(workers) as pool:          # the processes are the forked ones below
-        ok = pool.starmap(_one, [(p, timeout) for p in progs], chunksize=1)
-    return time.perf_counter() - t, ok
+    with ThreadPool(p['workers']) as pool:     # the processes are the forked ones below
+        ok = pool.starmap(_one, [(x, p['timeout']) for x in progs], chunksize=1)
+    return dict(seconds=time.perf_counter() - t, passed=ok)
 
 
-def run_ours(samples, workers, timeout):
+def side_ours(p: dict) -> dict:
+    from stablecode.sandbox import isolation_report, toolchains
     from stablecode.self_align import execution_filter
+    toolchains()                                       # the one-time probe of this process, before the clock
     t = time.perf_counter()
-    res = execution_filter(samples, timeout=timeout, memory_mb=1024, workers=workers)
-    return time.perf_counter() - t, [r.passed for r in res]
+    res = execution_filter(p['samples'], timeout=p['timeout'], memory_mb=1024, workers=p['workers'])
+    return dict(seconds=time.perf_counter() - t, passed=[r.passed for r in res], isolation=isolation_report())
+
+
+def run_side(side, samples, workers, timeout):
+    d = fresh_side(__file__, side, dict(samples=samples, workers=workers, timeout=timeout))
+    return d['seconds'], d
 
 
 def main():
@@ -79,14 +86,14 @@ def main():
     ap.add_argument('--workers', type=int, default=os.cpu_count())
     ap.add_argument('--timeout', type=float, default=3.0)
     a = ap.parse_args()
-    from stablecode import sandbox
     samp = responses(a.copies, a.hangs)
-    info = dict(machine=_machine(), responses=len(samp), hanging=a.hangs, workers=a.workers, timeout_s=a.timeout,
-                isolation=sandbox.isolation_report())
+    info = dict(machine=_machine(), responses=len(samp), hanging=a.hangs, workers=a.workers, timeout_s=a.timeout)
     rounds = []
-    for got in alternate(a.rounds, dict(ours=lambda: run_ours(samp, a.workers, a.timeout),
-                                        baseline=lambda: run_baseline(samp, a.workers, a.timeout))):
-        (t_o, v_o), (t_b, v_b) = got['ours'], got['baseline']
+    for got in alternate(a.rounds, dict(ours=lambda: run_side('ours', samp, a.workers, a.timeout),
+                                        baseline=lambda: run_side('baseline', samp, a.workers, a.timeout))):
+        (t_o, o), (t_b, b) = got['ours'], got['baseline']
+        v_o, v_b = o['passed'], b['passed']
+        info['isolation'] = o['isolation']
         diff = [samp[i]['inst_id'] for i, (x, y) in enumerate(zip(v_o, v_b)) if x != y]
         rounds.append(dict(ours_s=round(t_o, 2), baseline_s=round(t_b, 2), ratio=round(t_b / t_o, 3), ours_passed=sum(v_o),
                            baseline_passed=sum(v_b), verdicts_identical=not diff, differing=diff[:20]))
@@ -101,8 +108,11 @@ def main():
                    [[i, r['ours_s'], r['baseline_s'], r['ratio'], f"{r['ours_passed']} / {r['baseline_passed']}",
                      r['verdicts_identical']] for i, r in enumerate(rounds)])
     md += ['', f"**Ratio (multiprocessing time / ours, median of {a.rounds} alternating rounds): {ratio:.2f}x.**", '',
-           f"Ours: `execution_filter` = `sandbox.run_batch` on warm fork-server sandboxes (per response: namespaces, "
-           f"capped tmpfs, CPU/memory/process/output limits, every process killed at the end). Isolation: {info['isolation']}.",
+           f"Ours: `execution_filter` = `sandbox.run_batch` on warm fork-server sandboxes, the implementation and its own "
+           f"tests in two processes (the split verdict; a fresh test process per response, since a model wrote the "
+           f"tests), per response namespaces, capped tmpfs, CPU/memory/process/output limits, every process killed at "
+           f"the end. Isolation: {info['isolation']}.", '', "Each side ran in a fresh interpreter (ours imports "
+           "`stablecode.self_align` for the real `execution_filter`; the baseline only the standard library).",
            '', "Baseline (the reference's style): a `multiprocessing.pool.ThreadPool` of dispatchers that each fork a `multiprocessing.Process` "
            "`exec`ing the response, joined with the timeout and killed on overrun; no isolation or limits besides the timeout.", '']
     (out / 'bench_self_align.md').write_text('\n'.join(md))
@@ -110,4 +120,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    side_main({'ours': side_ours, 'baseline': side_baseline}) or main()
