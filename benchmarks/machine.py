@@ -1,5 +1,6 @@
 """What every benchmark records about the machine it ran on (shared by benchmarks/bench_*.py)."""
 import importlib, json, os, platform, subprocess, sys
+from pathlib import Path
 
 def machine(*packages: str) -> dict:
     "CPU model, cores, load, Python and torch versions (plus GPU name when present), and the versions of `packages`."
@@ -50,3 +51,10 @@ def side_main(sides: dict) -> bool:
     if '--side' not in sys.argv: return False
     print(json.dumps(sides[sys.argv[sys.argv.index('--side') + 1]](json.loads(sys.stdin.read()))))
     return True
+
+def save(name: str, info: dict, md: list[str]):
+    "Write benchmarks/results/NAME.json (the figures) and NAME.md (the table), and print the table."
+    out = Path(__file__).resolve().parent / 'results'; out.mkdir(parents=True, exist_ok=True)
+    (out / f'{name}.json').write_text(json.dumps(info, indent=1))
+    (out / f'{name}.md').write_text('\n'.join(md))
+    print('\n'.join(md))
