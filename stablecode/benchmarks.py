@@ -14,14 +14,15 @@ from typing import Callable, Iterable
 from huggingface_hub import hf_hub_download
 
 # %% auto #0
-__all__ = ['PY_STOP', 'MULTIPLE_LANGS', 'MT_BENCH_HUB', 'MT_BENCH_REF_CATEGORIES', 'MT_BENCH_TASKS', 'MT_BENCH_SAMPLE',
-           'EXERCISE_FAMILIES', 'EXERCISE_HELDOUT', 'EXERCISE_TASKS', 'SQL_CATEGORIES', 'SQL_FIELDS', 'BOOKSHOP_TABLES',
+__all__ = ['PY_STOP', 'MBPP_TEST_IDS', 'MBPP_TRAIN_SPLITS', 'MULTIPLE_LANGS', 'MT_BENCH_HUB', 'MT_BENCH_REF_CATEGORIES',
+           'MT_BENCH_TASKS', 'MT_BENCH_SAMPLE', 'EXERCISE_FAMILIES', 'EXERCISE_HELDOUT', 'EXERCISE_TASKS',
+           'EVALUATED_TASKS', 'TRAINING_TASKS', 'EVAL_DATASETS', 'SQL_CATEGORIES', 'SQL_FIELDS', 'BOOKSHOP_TABLES',
            'BOOKSHOP_QUESTIONS', 'SQL_DIALECTS', 'Problem', 'read_jsonl', 'load_humaneval', 'load_mbpp',
            'load_multiple', 'load_fim', 'MTQuestion', 'load_mt_bench_references', 'load_mt_bench',
            'write_mt_bench_sample', 'ExerciseFamily', 'exercise', 'exercise_heldout', 'exercises', 'load_task',
-           'SqlQuestion', 'sql_question', 'load_sql_questions', 'SqlDatabase', 'tables_from_script',
-           'load_sql_database', 'sql_script', 'bookshop_rows', 'write_sql_offline', 'bookshop_database',
-           'load_sql_task']
+           'evaluated', 'evaluated_dataset', 'SqlQuestion', 'sql_question', 'load_sql_questions', 'SqlDatabase',
+           'tables_from_script', 'load_sql_database', 'sql_script', 'bookshop_rows', 'write_sql_offline',
+           'bookshop_database', 'load_sql_task']
 
 # %% ../nbs/00b_benchmarks.ipynb #3e55c18d
 @dataclass
@@ -99,11 +100,25 @@ def load_humaneval(path=None, task: str = 'humaneval') -> list[Problem]:
     return out
 
 # %% ../nbs/00b_benchmarks.ipynb #0fd369b7
+MBPP_TEST_IDS = range(11, 511)                      # MBPP's test split (its README: 1-10 prompt, 11-510 test, 511-600
+MBPP_TRAIN_SPLITS = ('train', 'validation', 'prompt')  # validation, 601-974 train); `mbpp-train` reads the other three
+_MBPP_HUB = 'google-research-datasets/mbpp'
+
+def _mbpp_rows(path, task: str) -> list[dict]:
+    "The rows of an MBPP task: MBPP+'s test split, MBPP's test split, or (`mbpp-train`) MBPP's three other splits."
+    if task == 'mbpp-plus': return _rows(path, hub=('evalplus/mbppplus', None, 'test'))
+    if task == 'mbpp': return _rows(path, hub=(_MBPP_HUB, 'full', 'test'))
+    rows = _rows(path) if path is not None else [r for s in MBPP_TRAIN_SPLITS for r in _rows(hub=(_MBPP_HUB, 'full', s))]
+    test = [r.get('task_id') for r in rows if r.get('task_id') in MBPP_TEST_IDS]
+    if test: raise ValueError(f"mbpp-train: {len(test)} record(s) of MBPP's test split (task ids 11-510, e.g. {test[0]}) "
+                             f"in {path}: a training task reads only the train, validation and prompt splits")
+    return rows
+
 def load_mbpp(path=None, task: str = 'mbpp') -> list[Problem]:
-    "MBPP or MBPP+ (EvalPlus) problems from a local file or the hub."
-    hub = ('evalplus/mbppplus', None, 'test') if task.endswith('plus') else ('google-research-datasets/mbpp', 'full', 'test')
+    "MBPP (the test split), MBPP+ (EvalPlus) or `mbpp-train` (MBPP's train, validation and prompt splits): a local file or the hub."
+    if task not in ('mbpp', 'mbpp-plus', 'mbpp-train'): raise ValueError(f"load_mbpp: unknown task {task!r} (mbpp, mbpp-plus, mbpp-train)")
     out = []
-    for r in _rows(path, hub=hub):
+    for r in _mbpp_rows(path, task):
         _need(r, ('task_id', 'test_list'), task)
         text = r.get('text') or r.get('prompt')
         if text is None: raise ValueError(f"{task}: record {r['task_id']!r} has neither 'text' nor 'prompt'")
@@ -115,6 +130,7 @@ def load_mbpp(path=None, task: str = 'mbpp') -> list[Problem]:
         out.append(Problem(task, str(r['task_id']), prompt, setup + '\n' + body + '\n', stop=PY_STOP[1:] + ['\n"""'],
                            canonical=r.get('code'), prefix_in_program=False, checks=checks))
     return out
+
 
 # %% ../nbs/00b_benchmarks.ipynb #de387883
 MULTIPLE_LANGS = {'py': 'python', 'js': 'javascript', 'ts': 'typescript', 'cpp': 'cpp', 'java': 'java', 'rs': 'rust',
@@ -312,18 +328,35 @@ def exercises(split: str = 'heldout',   # 'heldout' (task 'exercises') or 'train
 
 # %% ../nbs/00b_benchmarks.ipynb #33177469
 def load_task(name: str, path=None, limit: int | None = None) -> list[Problem]:
-    "Problems of a task by name: humaneval, humaneval-plus, mbpp, mbpp-plus, multiple-<lang>, fim, fim-<lang>, exercises (held out), exercises-train."
+    "Problems of a task by name: humaneval(-plus), mbpp(-plus), mbpp-train, multiple-<lang>, fim(-<lang>), exercises (held out), exercises-train."
     if name in ('exercises', 'exercises-train') and path is not None:
         raise ValueError(f"task {name!r} is generated and reads no data file (got {path})")
     if name == 'humaneval': ps = load_humaneval(path)
     elif name == 'humaneval-plus': ps = load_humaneval(path, 'humaneval-plus')
-    elif name in ('mbpp', 'mbpp-plus'): ps = load_mbpp(path, name)
+    elif name in ('mbpp', 'mbpp-plus', 'mbpp-train'): ps = load_mbpp(path, name)
     elif name.startswith('multiple-'): ps = load_multiple(name.split('-', 1)[1], path)
     elif name == 'fim' or name.startswith('fim-'): ps = load_fim(path, name.split('-', 1)[1] if '-' in name else None)
     elif name in ('exercises', 'exercises-train'): ps = exercises('heldout' if name == 'exercises' else 'train')
-    else: raise ValueError(f"unknown task {name!r} (known: humaneval, humaneval-plus, mbpp, mbpp-plus, "
+    else: raise ValueError(f"unknown task {name!r} (known: humaneval, humaneval-plus, mbpp, mbpp-plus, mbpp-train, "
                            f"multiple-<{'|'.join(MULTIPLE_LANGS)}>, fim, fim-<py|js|java>, exercises, exercises-train)")
     return ps[:limit] if limit else ps
+
+EVALUATED_TASKS = ('humaneval', 'humaneval-plus', 'mbpp', 'mbpp-plus', *(f'multiple-{l}' for l in MULTIPLE_LANGS), 'fim', 'exercises')
+TRAINING_TASKS = ('mbpp-train', 'exercises-train')     # the training splits of the same problem sources
+
+def evaluated(task: str) -> bool:
+    "Whether `task` is (a part of) a test split the project evaluates: training may never read it."
+    return task in EVALUATED_TASKS or task.startswith('fim-')
+
+EVAL_DATASETS = {'openai/openai_humaneval': 'humaneval', 'openai_humaneval': 'humaneval', 'evalplus/humanevalplus': 'humaneval-plus',
+                 'google-research-datasets/mbpp': 'mbpp', 'mbpp': 'mbpp', 'evalplus/mbppplus': 'mbpp-plus',
+                 'nuprl/MultiPL-E': 'multiple', 'bigcode/santacoder-fim-task': 'fim'}   # hub id -> the evaluated task
+
+def evaluated_dataset(dataset: str, split: str = 'test') -> str | None:
+    "The evaluated task whose test data hub dataset `dataset` (split `split`) is, or None (MBPP's other splits train)."
+    t = EVAL_DATASETS.get(dataset)
+    return None if t == 'mbpp' and split != 'test' else t
+
 
 # %% ../nbs/00b_benchmarks.ipynb #f55f0a3d
 SQL_CATEGORIES = ('date_functions', 'group_by', 'order_by', 'ratio', 'table_join', 'where')   # sql-eval's, late 2023

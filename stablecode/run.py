@@ -6,21 +6,22 @@ Docs: https://stablecode.github.io/stablecode/run.html.md"""
 
 # %% ../nbs/14_run.ipynb #15a36839
 from __future__ import annotations
-import dataclasses, hashlib, json, os, re, shlex, shutil, subprocess, sys, time, platform
+import dataclasses, hashlib, importlib, json, os, re, shlex, shutil, subprocess, sys, time, platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Optional
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .config import ConfigError, YamlConfig, build, json_hash
+from .config import ConfigError, Presets, YamlConfig, build, json_hash
 
 # %% auto #0
-__all__ = ['STAGE_INPUTS', 'LaunchConfig', 'write_hostfile', 'read_hostfile', 'launch_commands', 'launch_env', 'format_command',
-           'LaunchError', 'launch', 'StageConfig', 'RehearsalConfig', 'RunConfig', 'Run', 'project_root', 'load_run',
-           'notebook_parameters', 'check_notebooks', 'check_inputs', 'stage_hashes', 'file_sha256', 'git_info',
-           'package_versions', 'read_lock', 'environment', 'canonical_name', 'StageFailed', 'plan', 'run', 'stage_dir',
-           'load_run_config', 'launch_stage', 'cli']
+__all__ = ['STAGE_INPUTS', 'STAGE_CONFIGS', 'LaunchConfig', 'write_hostfile', 'read_hostfile', 'launch_commands', 'launch_env',
+           'format_command', 'LaunchError', 'launch', 'StageConfig', 'RehearsalConfig', 'RunConfig', 'Run',
+           'project_root', 'load_run', 'notebook_parameters', 'check_notebooks', 'check_inputs', 'StageBuild',
+           'build_stage_config', 'check_configs', 'stage_hashes', 'file_sha256', 'git_info', 'package_versions',
+           'read_lock', 'environment', 'canonical_name', 'StageFailed', 'plan', 'run', 'stage_dir', 'load_run_config',
+           'launch_stage', 'cli']
 
 # %% ../nbs/14_run.ipynb #e1659d63
 @dataclass
@@ -286,6 +287,64 @@ def check_inputs(run: Run, selected: list[StageConfig]) -> None:
                 raise ConfigError(f"stage '{s.name}' needs stage '{src[-1].name}', which is not complete in {run.run_dir}; "
                                   f"run it first (without --only/--from)")
 
+# %% ../nbs/14_run.ipynb #c4ecf002
+@dataclass(frozen=True)
+class StageBuild:
+    "How a stage notebook builds one config from its parameters: a parameter naming a preset, and its overrides."
+    module: str                                 # the module that registers the presets (imported to build them)
+    kind: str                                   # the kind of `Presets` registry ('sft', 'dpo', 'mixture', ...)
+    param: str                                  # the parameter naming the preset
+    overrides: dict[str, str] = field(default_factory=dict)  # parameter -> preset field ('pairs.max_problems'); null: the preset's
+    keywords: Optional[str] = None              # a parameter holding more preset keywords (a dict)
+    files: bool = False                         # the parameter may also be a YAML file of the config (relative to nbs/)
+    stage_keys: Optional[str] = None            # a parameter whose keys must be the config's stage names
+
+STAGE_CONFIGS = {
+    'nbs/04_packing.ipynb': [StageBuild('stablecode.data', 'mixture', 'mixture', {'max_files': 'max_files'}, files=True),
+                             StageBuild('stablecode.packing', 'data', 'data_preset')],
+    'nbs/06_pretrain.ipynb': [StageBuild('stablecode.pretrain', 'pretrain', 'preset_name', keywords='preset_args',
+                                         stage_keys='stage_steps')],
+    'nbs/10b_sft.ipynb': [StageBuild('stablecode.sft', 'sft', 'preset_name', {'max_steps': 'max_steps'})],
+    'nbs/10c_dpo.ipynb': [StageBuild('stablecode.dpo', 'dpo', 'preset_name', {'max_steps': 'max_steps',
+                          'max_problems': 'pairs.max_problems', 'max_heldout': 'pairs.max_heldout'})],
+    'nbs/13_rrtf.ipynb': [StageBuild('stablecode.rrtf', 'rrtf', 'preset_name', {'max_steps': 'max_steps',
+                          'global_batch': 'global_batch', 'max_problems': 'pairs.max_problems', 'n_seeds': 'evol.max_seeds'})],
+}
+
+def _nested(fields: dict, key: str, value) -> dict:
+    "`fields` with the dotted `key` set to `value` (the dicts on the way copied)."
+    head, _, rest = key.partition('.')
+    return {**fields, head: _nested(fields.get(head) or {}, rest, value) if rest else value}
+
+def build_stage_config(b: StageBuild, params: dict, nb_dir: Path):
+    "The config a stage builds from `params` (None when the parameter is not given: the notebook's default preset)."
+    name = params.get(b.param)
+    if name is None: return None
+    importlib.import_module(b.module)           # registers its presets
+    reg: Presets = Presets.registries[b.kind]
+    if b.files and name not in reg:
+        p = Path(name) if Path(name).is_absolute() else nb_dir / name
+        if p.suffix in ('.yaml', '.yml') and p.exists(): return reg.cls.from_yaml(p)
+    given = {f: params[p] for p, f in b.overrides.items() if params.get(p) is not None}
+    kw = dict(params.get(b.keywords) or {}) if b.keywords else {}
+    fields = reg.fields(name, **kw, **{k: v for k, v in given.items() if '.' not in k})   # a preset function's keywords
+    for k, v in given.items():
+        if '.' in k: fields = _nested(fields, k, v)
+    return build(reg.cls, fields, f"{b.kind} preset '{name}'")
+
+def check_configs(run: Run, selected: list[StageConfig]) -> None:
+    "Build the config of every selected stage from its parameters; a bad one stops the run in one line naming stage and key."
+    for s in selected:
+        for b in STAGE_CONFIGS.get(s.notebook, []):
+            try:
+                cfg = build_stage_config(b, s.parameters, run.notebook(s).parent)
+                bad = [k for k in (s.parameters.get(b.stage_keys) or {}) if cfg is not None and k not in [x.name for x in cfg.stages]]
+                if bad: raise ConfigError(f"no stage {bad[0]!r} in the preset (stages: {', '.join(x.name for x in cfg.stages)})")
+            except (ConfigError, TypeError, ValueError, KeyError) as e:
+                msg = ' '.join(str(e).split())
+                raise ConfigError(f"{run.yaml_path}: stage '{s.name}': parameter '{b.param}' ({s.parameters.get(b.param)!r}): {msg}") from None
+
+
 # %% ../nbs/14_run.ipynb #62d40bda
 def stage_hashes(cfg: RunConfig) -> dict[str, str]:
     "Config hash of every stage, each chained to the one before it."
@@ -394,6 +453,7 @@ def plan(path, from_stage: str | None = None, only: str | None = None, force: bo
     r = load_run(path, run_dir, rehearse); hashes = stage_hashes(r.config)
     selected = _select(r.config, from_stage, only)
     check_inputs(r, selected)
+    check_configs(r, selected)
     out = []
     for s in selected:
         st = _read_json(r.stage_dir(s)/'stage.json') or {}
@@ -471,6 +531,7 @@ def run(path, from_stage: str | None = None, only: str | None = None, force: boo
     selected = _select(cfg, from_stage, only)
     check_notebooks(Run(RunConfig(stages=selected, name=cfg.name), r.yaml_path, r.root, r.run_dir))
     check_inputs(r, selected)
+    check_configs(r, selected)                   # every stage's config, before the first stage starts
     hashes, names = stage_hashes(cfg), [s.name for s in cfg.stages]
     r.run_dir.mkdir(parents=True, exist_ok=True)
     cfg.to_yaml(r.run_dir/'run.yaml')

@@ -13,10 +13,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 from tqdm.auto import tqdm
-from .benchmarks import load_humaneval, load_mbpp
+from .benchmarks import Problem, load_humaneval
 from .config import Presets
-from .data import (INSTRUCT_SEED_JACCARD, CodeWordTokenizer, DedupConfig, ExecutorConfig, MinhashVerifyPairs,
-                   iter_documents, minhash_config, run_stages, stdlib_dir)
+from .data import (FULL_DECONT, INSTRUCT_SEED_JACCARD, CodeWordTokenizer, DecontConfig, DedupConfig, ExecutorConfig,
+                             MinhashVerifyPairs, SubstringIndex, benchmark_problems, iter_documents, minhash_config,
+                             run_stages, stdlib_dir)
 from .generate import Backend, HFBackend, OpenAIBackend
 from .instruct_data import _module_imports, _stdlib_files, response_text, self_align_rows
 from .sandbox import Result, run_batch
@@ -156,27 +157,32 @@ def _description(prompt: str) -> str:
     except SyntaxError: fns = []
     return (ast.get_docstring(fns[-1]) if fns else None) or prompt
 
+def _problem_texts(p: Problem) -> tuple[str, str]:
+    "A benchmark problem's description (MBPP's statement line, else the prompt's docstring) and its reference solution."
+    desc = p.prompt.strip().strip('"').strip().split('\n')[0] if p.task.startswith('mbpp') else _description(p.prompt)
+    return desc, p.canonical or ''
+
 class Contamination:
-    "Exact-substring decontamination against HumanEval and MBPP (descriptions and reference solutions)."
-    def __init__(self, humaneval: bool = True, mbpp=None, min_chars: int = 40):
+    "Exact-substring decontamination against every task `cfg` names (descriptions and reference solutions), in one pass."
+    def __init__(self, cfg: DecontConfig | None = None, min_chars: int = 40):
         self.texts: dict[str, str] = {}
-        for p in load_humaneval() if humaneval else []:
-            for t in (_description(p.prompt), p.canonical or ''): self._add(t, p.task_id, min_chars)
-        for p in load_mbpp(mbpp) if mbpp else []:
-            for t in (p.prompt.strip().strip('"').strip().split('\n')[0], p.canonical or ''): self._add(t, f"MBPP/{p.task_id}", min_chars)
+        for p in benchmark_problems(cfg or DecontConfig()):   # the data chapter's: HumanEval + `extra` (default: exercises)
+            tid = p.task_id if '/' in p.task_id else f"{p.task.upper()}/{p.task_id}"
+            for t in _problem_texts(p): self._add(t, tid, min_chars)
+        self._index = SubstringIndex(list(self.texts))
 
     def _add(self, text, task_id, min_chars):
         if len(t := _ws(text)) >= min_chars: self.texts.setdefault(t, task_id)
 
     def match(self, text: str) -> str | None:
-        "The task id of a benchmark text that `text` contains, or None."
-        norm = _ws(text)
-        return next((tid for t, tid in self.texts.items() if t in norm), None)
+        "The task id of a benchmark text that `text` contains (the first in order), or None."
+        k = self._index.first(_ws(text))
+        return None if k is None else self.texts[self._index.patterns[k]]
 
-@lru_cache(maxsize=4)
-def default_contamination(mbpp: str | None = None) -> Contamination:
-    "HumanEval, and MBPP from `mbpp` (or the file `STABLECODE_MBPP` names) when given."
-    return Contamination(mbpp=mbpp or os.environ.get('STABLECODE_MBPP') or None)
+@lru_cache(maxsize=1)
+def default_contamination() -> Contamination:
+    "The default decontamination config's tasks: HumanEval and the held-out exercises (full scale: `Contamination(cfg)`)."
+    return Contamination()
 
 # %% ../nbs/12_self_align.ipynb #d8c55559
 def _root(parent: dict, x: int) -> int:
@@ -211,7 +217,7 @@ def near_duplicates(texts: Sequence[str],                     # documents, in pr
 # %% ../nbs/12_self_align.ipynb #af984d13
 def seed_verdicts(sources: list[str],              # each seed's source (imports + one function)
                   *, type_check: bool = True,       # run Pyright (False only to study the other filters)
-                  contamination: Contamination | None = None,  # default: HumanEval (+ MBPP from STABLECODE_MBPP)
+                  contamination: Contamination | None = None,  # default: `default_contamination()`
                   threshold: float = INSTRUCT_SEED_JACCARD,    # near-dedup Jaccard threshold
                   max_lines: int = MAX_SEED_LINES, banned: frozenset = BANNED_IMPORTS) -> list[str | None]:
     "For each seed, None when it is kept, else why it is dropped (static rules, type check, contamination, near-dedup)."
@@ -489,11 +495,11 @@ def self_oss_instruct(backend: Backend, candidates: list[dict], out_dir,
                       n_samples: int = 10, temperature: float = 0.7, instruct_shots: int | None = None,
                       response_shots: int | None = None, max_new_tokens: int = 512, timeout: float = 10.0,
                       workers: int | None = None, type_check: bool = True, max_seeds: int | None = None,
-                      judge: str = 'filter', seed: int = 0) -> list[dict]:
+                      judge: str = 'filter', seed: int = 0, contamination: Contamination | None = None) -> list[dict]:
     "Seeds -> instructions -> responses -> execution filter -> one pair per instruction; steps saved under `out_dir`."
     out = Path(out_dir)
     def seeds(rows):
-        why = seed_verdicts([r['source'] for r in rows], type_check=type_check)
+        why = seed_verdicts([r['source'] for r in rows], type_check=type_check, contamination=contamination)
         kept, c = [dict(r, id=i) for i, (r, w) in enumerate(zip(rows, why)) if w is None], Counter(reason_kind(w) for w in why if w)
         if max_seeds is not None and len(kept) > max_seeds: c['beyond max_seeds'] = len(kept) - max_seeds
         return kept[:max_seeds], c
@@ -518,7 +524,7 @@ def self_oss_instruct(backend: Backend, candidates: list[dict], out_dir,
     rows = candidates
     for st in [Step('seeds', seeds), Step('docstrings', docstrings), Step('instructions', instructions),
                Step('responses', responses, lambda rows: len(rows) * n_samples), Step('execution', execution),
-               Step('selection', selection), Step('final', lambda rows: final_filter(rows))]:
+               Step('selection', selection), Step('final', lambda rows: final_filter(rows, contamination))]:
         rows = run_step(out, st, rows)
     return rows
 
@@ -529,7 +535,8 @@ SELF_ALIGN_PRESETS = Presets('self_align', SFTRecipe, {
         sources=[dict(name='self_align', path='runs/starcoder2-15b-instruct/self_align/final.jsonl')],
         prompt_format='self_oss', packing=False, assistant_only_loss=True, epochs=4, global_batch=64, micro_batch=2,
         lr=1e-5, schedule='linear', warmup=0.05, max_length=1280, precision='bf16', zero_stage=1,
-        activation_checkpointing=True, logging_steps=10, save_steps=500),
+        activation_checkpointing=True, logging_steps=10, save_steps=500,
+        decontamination=dict(extra=FULL_DECONT)),     # every evaluated task (from the hub)
     'tiny': dict(
         model='runs/tiny/pretrain/long_context/hf', out_dir='runs/tiny/self_align',
         sources=[dict(name='self_align', path='runs/tiny/self_align/final.jsonl')],

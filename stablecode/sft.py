@@ -18,7 +18,7 @@ from transformers import AutoTokenizer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 from .config import ConfigError, Presets, YamlConfig
-from .data import DecontConfig
+from .data import FULL_DECONT, DecontConfig, check_decont
 from .instruct_data import SourceSpec, sft_dataset
 from .model import StableCodeForCausalLM
 from .pretrain import init_distributed
@@ -37,7 +37,7 @@ class TrainRecipe(YamlConfig):
     out_dir: str = 'runs/tiny/sft'              # trainer checkpoints (out_dir/trainer), the final model (out_dir/hf)
     sources: list[SourceSpec] = field(default_factory=list)  # the data mixture (see 10a_instruct_data)
     prompt_format: str = 'chatml'               # the chat template the data is rendered with and the model saved with
-    decontamination: DecontConfig = field(default_factory=DecontConfig)  # drop rows holding eval-benchmark text
+    decontamination: DecontConfig = field(default_factory=DecontConfig)  # drop rows holding evaluated text (report per source)
     epochs: float = 3.0                         # passes over the data
     max_steps: Optional[int] = None             # optimizer steps instead of epochs (None: epochs)
     global_batch: int = 512                     # sequences per optimizer step, over all processes
@@ -67,6 +67,7 @@ class TrainRecipe(YamlConfig):
             if getattr(self, k) < 1: raise ConfigError(f"{w}: '{k}' must be >= 1, got {getattr(self, k)}")
         if self.max_steps is not None and self.max_steps < 1: raise ConfigError(f"{w}: 'max_steps' must be >= 1")
         if self.epochs <= 0 or self.lr <= 0: raise ConfigError(f"{w}: 'epochs' and 'lr' must be positive")
+        check_decont(self.decontamination, w)
 
 @dataclass
 class SFTRecipe(TrainRecipe):
@@ -80,7 +81,8 @@ SFT_PRESETS = Presets('sft', SFTRecipe, {
         model='stabilityai/stable-code-3b', out_dir='runs/stable-code-instruct-3b/sft',
         sources=[dict(name='openhermes', max_rows=323_000), dict(name='code_feedback'), dict(name='code_alpaca')],
         epochs=3, global_batch=512, micro_batch=2, lr=5e-5, schedule='cosine', warmup=0.1, max_length=4096,
-        precision='bf16', zero_stage=1, activation_checkpointing=True, save_steps=500, logging_steps=10),
+        precision='bf16', zero_stage=1, activation_checkpointing=True, save_steps=500, logging_steps=10,
+        decontamination=dict(extra=FULL_DECONT)),      # every evaluated task (from the hub)
     'tiny': dict(
         model='runs/tiny/pretrain/long_context/hf', out_dir='runs/tiny/sft',
         sources=[dict(name='offline'), dict(name='exercises', weight=2.0)],

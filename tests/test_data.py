@@ -199,17 +199,19 @@ def test_decontamination_removes_planted_humaneval_and_keeps_near_misses(tmp_pat
 
 
 def test_decontamination_extra_benchmark_file(tmp_path):
-    "An MBPP row in its real schema, read through the evaluation's MBPP loader; an absent file is left out."
+    "An MBPP row in its real schema, read through the evaluation's MBPP loader; an absent file is an error, not a skip."
     mbpp = _jsonl(tmp_path / 'mbpp.jsonl', [dict(
         task_id=2, text='Write a function to find the shared elements from the given two lists.',
         code='def similar_elements(test_tup1, test_tup2):\n  res = tuple(set(test_tup1) & set(test_tup2))\n  return (res) ',
         test_list=['assert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))'],
         test_setup_code='', challenge_test_list=[])])
-    dec = Decontaminate(DecontConfig(humaneval=False, extra=[f'mbpp={mbpp}', f"mbpp={tmp_path / 'absent.jsonl'}"]))
+    dec = Decontaminate(DecontConfig(humaneval=False, extra=[f'mbpp={mbpp}']))
     m = dec.match('# my code\ndef similar_elements(test_tup1, test_tup2):\n  res = tuple(set(test_tup1) & set(test_tup2))\n  return (res)\n')
     assert m and m['benchmark'] == 'mbpp' and m['task_id'] == '2' and m['field'] == 'canonical_solution'
     assert dec.match('def similar(a, b):\n    return set(a) | set(b)\n') is None
-    with pytest.raises(ConfigError, match="is not TASK=FILE"): load_benchmarks(DecontConfig(extra=[str(mbpp)]))
+    with pytest.raises(ConfigError, match="is not an evaluated task"): load_benchmarks(DecontConfig(extra=[str(mbpp)]))
+    with pytest.raises(ConfigError, match="no such file"):
+        Decontaminate(DecontConfig(humaneval=False, extra=[f'mbpp={mbpp}', f"mbpp={tmp_path / 'absent.jsonl'}"])).match('x')
 
 
 # ---------------------------------------------------------------- bad input and source kinds

@@ -64,7 +64,7 @@ def test_two_process_zero1_equals_one_process_and_saves_a_stock_chat_checkpoint(
         p = _launch(_recipe(base, tmp_path / f'p{n}'), tmp_path / f'p{n}.yaml', nproc=n)
         assert p.returncode == 0, p.stderr[-3000:]
         s = json.loads((tmp_path / f'p{n}' / 'summary.json').read_text())
-        assert s['world_size'] == n and s['steps'] == 3 and s['data'] == dict(rows=16, responses=48), s
+        assert s['world_size'] == n and s['steps'] == 3 and s['data'] == dict(rows=16, contaminated=0, responses=48), s
         losses[n] = [v for x in s['parts'] for v in (x['rank_loss'], x['ft_loss'])]
         assert [x['loss'] for x in s['records']] == pytest.approx([a + b for a, b in zip(losses[n][::2], losses[n][1::2])], rel=1e-4)
     assert len(losses[1]) == 6 and losses[1][-1] < losses[1][1], losses              # the best responses grow more likely

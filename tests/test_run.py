@@ -295,3 +295,31 @@ def test_the_alpha_yaml_is_the_alpha_recipe(capsys):
     assert (reh['preset_name'], reh['preset_args']) == ('tiny-alpha', None)
     assert cli([str(y), '--dry-run']) == 0
     assert '--module stablecode.pretrain --config' in capsys.readouterr().out and not r.run_dir.exists()
+
+
+@pytest.mark.parametrize('stage,param', [('data', 'mixture'), ('data', 'data_preset'), ('pretrain', 'preset_name'),
+                                         ('sft', 'preset_name'), ('dpo', 'preset_name'), ('rrtf', 'preset_name')])
+def test_an_unknown_preset_in_any_stage_fails_before_the_first_stage(tmp_path, capsys, stage, param):
+    "A typo in a preset name stops `stablecode run` at once, in one line naming the stage and the key; nothing runs."
+    import time, yaml
+    tiny = yaml.safe_load((ROOT/'papermill_runs'/'tiny-cpu.yaml').read_text())
+    next(s for s in tiny['stages'] if s['name'] == stage)['parameters'][param] = 'no-such-preset'
+    y = tmp_path/'typo.yaml'
+    y.write_text(yaml.safe_dump(tiny))
+    shutil.copytree(ROOT/'nbs', tmp_path/'nbs'); (tmp_path/'pyproject.toml').write_text('')
+    t0 = time.time()
+    assert cli([str(y), '--no-progress']) == 1
+    err = [l for l in capsys.readouterr().err.splitlines() if l.startswith('error:')]   # (not third-party import noise)
+    print(f"failed in {time.time() - t0:.1f}s: {err}")
+    assert len(err) == 1 and f"stage '{stage}': parameter '{param}' ('no-such-preset')" in err[0]
+    assert not (tmp_path/'tiny-cpu').exists()                   # no run directory: no stage started
+    assert cli([str(y), '--dry-run']) == 1                     # the dry run checks the same
+
+
+def test_every_run_yaml_builds_every_stage_config():
+    "Every stage config of every run YAML (and of its rehearsal) builds from its parameters."
+    from stablecode.run import check_configs
+    for y in sorted((ROOT/'papermill_runs').glob('*.yaml')):
+        for rehearse in ([False, True] if load_run(y).config.rehearsal else [False]):
+            r = load_run(y, rehearse=rehearse)
+            check_configs(r, r.config.stages)

@@ -11,6 +11,7 @@ import torch
 from stablecode import self_align as sa
 from stablecode.benchmarks import load_humaneval
 from stablecode.config import preset
+from stablecode.data import DecontConfig
 from stablecode.generate import Backend
 from stablecode.model import StableCodeForCausalLM
 from stablecode.sft import masked_view
@@ -64,7 +65,7 @@ def test_mbpp_decontamination_through_the_eval_loader(tmp_path):
                code='def remove_Occ(s,ch): \r\n    for i in range(len(s)): \r\n        if (s[i] == ch): \r\n            s = s[0 : i] + s[i + 1:] \r\n            break\r\n    return s ',
                test_list=['assert remove_Occ("hello","l") == "heo"'], test_setup_code='', challenge_test_list=[])
     (tmp_path / 'mbpp.jsonl').write_text(json.dumps(row) + '\n')
-    dec = sa.Contamination(humaneval=False, mbpp=tmp_path / 'mbpp.jsonl')
+    dec = sa.Contamination(DecontConfig(humaneval=False, extra=[f"mbpp={tmp_path / 'mbpp.jsonl'}"]))
     seed = 'def strip_char(s, ch):\n    """' + row['text'] + '"""\n    return s.replace(ch, "")\n'
     assert dec.match(seed) == 'MBPP/11' and dec.match(stdlib_function('string.py', 'capwords')) is None
     assert sa.seed_verdicts([seed], contamination=dec) == ['contaminated: MBPP/11']
