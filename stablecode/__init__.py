@@ -2,9 +2,10 @@
 
 Modules:
 
-- `stablecode.benchmarks`: The evaluation benchmarks as `Problem` objects, read from their real formats: HumanEval(+), MBPP(+), MultiPL-E and SantaCoder's FIM task; and `exercises`, a generated family of small Python problems that the tiny model can learn.
+- `stablecode.benchmarks`: The evaluation benchmarks read from their real formats: HumanEval(+), MBPP(+), MultiPL-E and SantaCoder's FIM task as `Problem` objects, sql-eval's SQL questions and databases, MT-Bench's coding questions; and `exercises`, a generated family of small Python problems that the tiny model can learn.
 - `stablecode.data`: The pretraining corpus: where the documents come from, how they are mixed, and how they are cleaned — quality filters, exact and near deduplication, benchmark decontamination — as datatrove pipelines.
 - `stablecode.dpo`: Stable Code Instruct 3B's second alignment step: Direct Preference Optimization on TRL's `DPOTrainer`, starting from the SFT model, which is also the frozen reference. Beside the report's preference data, the chapter builds pairs a code model can check for itself: several answers sampled from the SFT model, each run in the sandbox against the problem's tests, ranked by outcome, the best paired with a worse one.
+- `stablecode.eval`: HumanEval(+), MBPP(+), MultiPL-E and FIM infilling, SQL (sql-eval) and MT-Bench coding: tasks, generation backends, the sandboxed harness, pass@k, a judge's ratings and the `eval` stage.
 - `stablecode.evidence`: Three measurements that check the pretraining stages do what the report says: learning from context, long context, and fill-in-the-middle.
 - `stablecode.generate`: One way to generate text for everything above the model: evaluation, preference pairs, self-alignment, ranking feedback and quantization all sample through the backends of this chapter.
 - `stablecode.instruct_data`: The data of Stable Code Instruct 3B: instruction conversations (OpenHermes, Code Feedback, CodeAlpaca) for supervised fine-tuning and preference pairs (code-related UltraFeedback and Capybara, harmless HH-RLHF) for DPO, read from their real hub schemas into one conversation format, filtered, decontaminated, weighted and mixed; plus the offline instruction set the tiny CPU run trains on.

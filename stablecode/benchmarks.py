@@ -1,5 +1,6 @@
-"""The evaluation benchmarks as `Problem` objects, read from their real formats: HumanEval(+), MBPP(+), MultiPL-E and
-SantaCoder's FIM task; and `exercises`, a generated family of small Python problems that the tiny model can learn.
+"""The evaluation benchmarks read from their real formats: HumanEval(+), MBPP(+), MultiPL-E and SantaCoder's FIM task
+as `Problem` objects, sql-eval's SQL questions and databases, MT-Bench's coding questions; and `exercises`, a
+generated family of small Python problems that the tiny model can learn.
 
 Docs: https://stablecode.github.io/stablecode/benchmarks.html.md"""
 

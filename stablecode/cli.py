@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'quickstart': ('stablecode.quickstart:quickstart_cli', 'the smallest loop: a small data build, a few steps of the tiny model, a sample'),
     'data': ('stablecode.packing:cli', 'tokenize, FIM-transform and pack a corpus into token shards'),
     'pretrain': ('stablecode.pretrain:cli', 'staged pretraining from a config file (DeepSpeed ZeRO-1; --resume)'),
-    'eval': ('stablecode.eval:cli', 'evaluate a checkpoint (HumanEval, MBPP, FIM, exercises) in the sandbox'),
+    'eval': ('stablecode.eval:cli', 'evaluate a checkpoint (HumanEval, MBPP, MultiPL-E, FIM, exercises in the sandbox; SQL on a database; MT-Bench coding with a judge)'),
     'sft': ('stablecode.sft:cli', 'supervised fine-tuning on conversations from a recipe file (TRL, DeepSpeed ZeRO-1)'),
     'dpo': ('stablecode.dpo:cli', 'preference tuning (DPO) from a recipe file (TRL, DeepSpeed ZeRO-1)'),
     'self_align': ('stablecode.self_align:main', 'SFT on self-aligned pairs (Self-OSS-Instruct) from a recipe file'),

@@ -1,4 +1,5 @@
-"""HumanEval(+), MBPP(+), MultiPL-E and FIM infilling: tasks, generation backends, the sandboxed harness and pass@k.
+"""HumanEval(+), MBPP(+), MultiPL-E and FIM infilling, SQL (sql-eval) and MT-Bench coding: tasks, generation
+backends, the sandboxed harness, pass@k, a judge's ratings and the `eval` stage.
 
 Docs: https://stablecode.github.io/stablecode/eval.html.md"""
 

@@ -71,6 +71,13 @@ def test_evaluation_ran_on_the_final_checkpoint(rehearsal):
     he = res['tasks']['humaneval']
     assert len(he['per_problem']) == 4 and all(p['n'] == 2 for p in he['per_problem'])      # the overlay's 4 x 2 samples
     assert res['model'].endswith('pretrain/long_context/hf')                                 # the rehearsed model
+    sql = json.loads((run_dir/'eval'/'sql'/'sql_results.json').read_text())                 # the instruction model's SQL:
+    assert (sql['dataset'], sql['engine'], sql['questions']) == ('offline bookshop set', 'sqlite', 30)   # the overlay's
+    assert sum(sql['outcomes'].values()) == 30 and sql['model'] == 'dpo/hf'                  # offline set, every answer scored
+    assert 'SQLCoder 7B (card)' in (run_dir/'eval'/'sql'/'sql_results.md').read_text()
+    mt = json.loads((run_dir/'eval'/'mt_bench'/'mt_bench.json').read_text())                 # MT-Bench coding on the offline
+    assert mt['task'] == 'mt-bench-coding' and mt['judgments'] == 2 * mt['questions'] == 6   # sample, the model judging
+    assert 'self-judge stand-in' in mt['judge'] and len((run_dir/'eval'/'mt_bench'/'judgment.jsonl').read_text().splitlines()) == 6
 
 
 # StableCode alpha's run rehearsed the same way: its YAML's own `rehearsal` section, nothing changed here (the

@@ -8,6 +8,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from stablecode.config import ConfigError
+from stablecode.eval import judge_backend
 from stablecode.run import (LaunchConfig, LaunchError, RunConfig, StageFailed, check_inputs, check_notebooks, cli,
                             launch, launch_commands, launch_stage, load_run, plan, read_hostfile, run, stage_hashes,
                             write_hostfile)
@@ -257,6 +258,10 @@ def test_run_presets_parse_and_validate(yaml_path):
         assert r.config.rehearsed().stage_launch('pretrain').launcher == 'deepspeed'     # rehearsed with the same launcher
         assert stages['sft'].parameters['preset_name'] == stages['dpo'].parameters['preset_name'] == 'stable-code-instruct-3b'
         assert stages['eval'].parameters['instruct_model_path'] == 'dpo/hf'
+        ev, rev = stages['eval'].parameters, {s.name: s for s in r.config.rehearsed().stages}['eval'].parameters
+        assert judge_backend(ev['mt_bench_judge']).name == ev['mt_bench_judge'] and ev['mt_bench_questions'] == 'hub'
+        assert ev['sql_db'].startswith('postgresql://') and ev['sql_questions'].endswith('questions_gen_postgres.csv')
+        assert (rev['mt_bench_judge'], rev['mt_bench_questions'], rev['sql_questions'], rev['sql_db']) == (None, 'sample', None, 'sqlite')
 
 
 def test_a_run_missing_a_stage_input_fails_before_any_work(tmp_path):
