@@ -330,7 +330,7 @@ def extract_sql(response: str) -> str:
 
 # %% ../nbs/09b_sql.ipynb #1d8abe0e
 class SqlGoldBackend(Backend):
-    "Answers each question's prompt with its gold query (first alternative) in a ```sql block: the self-check."
+    "Answers each question's prompt with its gold query (first alternative) in a fenced SQL block: the self-check."
     name = 'sql-gold'
     def __init__(self, questions: Sequence[SqlQuestion], databases: dict[str, SqlDatabase], dialect: str = 'sqlite',
                  prompt_format: str = 'chatml'):
