@@ -353,16 +353,19 @@ def _probe_python() -> tuple[str | None, str]:
         errs.append(f"{c}: {r[2].strip()[-120:] or r[0]}")
     return None, '; '.join(errs) or 'no python3 interpreter found'
 
-def _run_raw(cmd, timeout=20, memory_mb=2048, memory_kind='as', nproc=64):
+def _run_raw(cmd, timeout=20, memory_mb=2048, memory_kind='as', nproc=64, tries=2):
+    "Run a probe command in the sandbox; a timeout (a cold disk, a loaded machine) is retried with three times the time."
     wd = tempfile.mkdtemp(prefix='sc-probe-')
     try:
         if _drop_user(): os.chown(wd, _NOBODY, _NOBODY)
         full = _command(cmd, wd, cpu=timeout, memory_mb=memory_mb, memory_kind=memory_kind, nproc=nproc, file_mb=16)
         r = subprocess.run(full, capture_output=True, text=True, timeout=timeout, cwd=wd, env=_env(wd), **_popen_kw())
         return r.returncode, r.stdout, r.stderr
-    except subprocess.TimeoutExpired: return -9, '', 'probe timed out'
+    except subprocess.TimeoutExpired:
+        if tries <= 1: return -9, '', f'probe timed out after {timeout} s'
     except OSError as e: return -1, '', str(e)
     finally: shutil.rmtree(wd, ignore_errors=True)
+    return _run_raw(cmd, timeout * 3, memory_mb, memory_kind, nproc, tries - 1)
 
 def _env(workdir: str) -> dict:
     home = '/tmp/sandbox' if isolation() == 'bwrap' else workdir
