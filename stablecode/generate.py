@@ -54,12 +54,17 @@ class HFBackend(Backend):
         self.tok.padding_side = 'left'
 
     def generate(self, prompts, stops, n=1, temperature=0.2, top_p=0.95, max_new_tokens=256):
-        tok, out = self.tok, []
+        tok, out, special = self.tok, [], set(self.tok.all_special_tokens)
+        # a stop that is a special token (`<|im_end|>`) never shows in the decoded text: it is found by its id
+        ends = [{tok.convert_tokens_to_ids(s) for s in st if s in special} for st in stops]
+        upto = lambda row, e: row[:next((k for k, t in enumerate(row) if t in e), len(row))]
         class Stop(StoppingCriteria):
-            def __init__(s, start, stop): s.start, s.stop = start, stop
+            def __init__(s, start, rows): s.start, s.rows = start, rows
             def __call__(s, ids, scores, **kw):
-                texts = tok.batch_decode(ids[:, s.start:], skip_special_tokens=True)
-                return torch.tensor([any(x in t for x in st) for t, st in zip(texts, s.stop)], device=ids.device)
+                new = ids[:, s.start:].tolist()
+                texts = tok.batch_decode(new, skip_special_tokens=True)
+                return torch.tensor([any(x in t for x in stops[i]) or len(upto(r, ends[i])) < len(r)
+                                     for t, r, i in zip(texts, new, s.rows)], device=ids.device)
         flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n)]
         res = [[] for _ in prompts]
         for b in tqdm(range(0, len(flat), self.batch_size), desc='generate', disable=len(flat) <= self.batch_size):
@@ -69,18 +74,20 @@ class HFBackend(Backend):
             kw = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
             with torch.no_grad():
                 gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                                          stopping_criteria=StoppingCriteriaList([Stop(start, [stops[i] for i, _ in chunk])]),
+                                          stopping_criteria=StoppingCriteriaList([Stop(start, [i for i, _ in chunk])]),
                                           **kw)
-            for (i, _), g in zip(chunk, tok.batch_decode(gen[:, start:], skip_special_tokens=True)):
-                res[i].append(cut(g, stops[i]))
+            for (i, _), g in zip(chunk, gen[:, start:].tolist()):
+                res[i].append(cut(tok.decode(upto(g, ends[i]), skip_special_tokens=True), stops[i]))
         return res
 
 # %% ../nbs/05b_generate.ipynb #2c212729
 class OpenAIBackend(Backend):
-    "An OpenAI-compatible completions endpoint (e.g. vLLM's `/v1/completions`)."
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 600, retries: int = 3):
+    "An OpenAI-compatible completions endpoint (vLLM's or llama.cpp's `/v1/completions`)."
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 600, retries: int = 3,
+                 extra: dict | None = None):    # more request fields, e.g. a server's own sampling settings
         self.url, self.model, self.name = base_url.rstrip('/') + '/completions', model, f'{model}@{base_url}'
         self.key, self.timeout, self.retries = api_key or os.environ.get('OPENAI_API_KEY', 'EMPTY'), timeout, retries
+        self.extra = dict(extra or {})
 
     def _post(self, body: dict) -> dict:
         req = urllib.request.Request(self.url, json.dumps(body).encode(), method='POST',
@@ -94,15 +101,23 @@ class OpenAIBackend(Backend):
                 if attempt == self.retries - 1: raise RuntimeError(f"{self.url}: {e}") from None
                 time.sleep(2 ** attempt)
 
+    def _texts(self, body: dict, n: int) -> list[str]:
+        "`n` completion texts for one prompt; a server that answers fewer (llama.cpp's ignores `n`) is asked again."
+        got = []
+        while len(got) < n:
+            want = n - len(got)
+            ch = sorted(self._post({**body, 'n': want}).get('choices') or [], key=lambda c: c.get('index', 0))
+            if not 0 < len(ch) <= want: raise RuntimeError(f"{self.url}: asked for {want} completions, got {len(ch)}")
+            got += [c.get('text', '') for c in ch]
+        return got
+
     def generate(self, prompts, stops, n=1, temperature=0.2, top_p=0.95, max_new_tokens=256):
         out = []
         for p, st in zip(tqdm(prompts, desc='generate', disable=len(prompts) < 2), stops):
-            body = dict(model=self.model, prompt=p, n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
-                        stop=list(st)[:4] or None)     # the OpenAI API takes at most 4 stop sequences; the rest are cut here
-            d = self._post(body)
-            ch = sorted(d.get('choices', []), key=lambda c: c.get('index', 0))
-            if len(ch) != n: raise RuntimeError(f"{self.url}: asked for {n} completions, got {len(ch)}")
-            out.append([cut(c.get('text', ''), st) for c in ch])
+            # (the OpenAI API takes at most 4 stop sequences; the rest are cut here)
+            body = dict(self.extra, model=self.model, prompt=p, temperature=temperature, top_p=top_p,
+                        max_tokens=max_new_tokens, stop=list(st)[:4] or None)
+            out.append([cut(t, st) for t in self._texts(body, n)])
         return out
 
 # %% ../nbs/05b_generate.ipynb #2da6c829
