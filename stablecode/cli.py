@@ -6,10 +6,11 @@ Docs: https://stablecode.github.io/stablecode/cli.html.md"""
 
 # %% ../nbs/15_cli.ipynb #69a5d189
 from __future__ import annotations
-import importlib, logging, sys, warnings
+import importlib, sys
+from .config import quiet_third_party
 
 # %% auto #0
-__all__ = ['COMMANDS', 'QUIET_LOGGERS', 'quiet_third_party', 'MissingSubcommand', 'resolve', 'main']
+__all__ = ['COMMANDS', 'MissingSubcommand', 'resolve', 'main']
 
 # %% ../nbs/15_cli.ipynb #a3b69de9
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -36,29 +37,6 @@ def _usage() -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/15_cli.ipynb #c7ece874
-QUIET_LOGGERS = ('torchao', 'torch.utils._pytree', 'ray.widgets.util')   # transformers imports torchao when
-# installed; torchao then logs a warning per optional CUDA kernel it cannot load on a CPU machine, and torch one per
-# enum torchao registers the deprecated way; Ray asks a notebook for ipywidgets: third-party noise before any output
-
-class _ErrorsOnly(logging.Filter):
-    "Keeps a logger's errors only (a filter, not a level: Ray's logging config resets its child loggers' levels)."
-    def filter(self, record): return record.levelno >= logging.ERROR
-
-class _NotAcceleratorChoice(logging.Filter):
-    "Drops DeepSpeed's line about which accelerator it picked (a warning on every CPU machine); keeps the rest."
-    def filter(self, record): return record.funcName != 'get_accelerator'
-
-def _filter_once(name: str, f: logging.Filter):
-    log = logging.getLogger(name)
-    if not any(type(x) is type(f) for x in log.filters): log.addFilter(f)
-
-def quiet_third_party():
-    "Silence known third-party noise in this process: the CLI's commands and, from their first cell, the stage kernels."
-    for n in QUIET_LOGGERS: _filter_once(n, _ErrorsOnly())
-    _filter_once('DeepSpeed', _NotAcceleratorChoice())      # DeepSpeed sets its logger's level at import; a filter stays
-    # tqdm.auto in a kernel without ipywidgets: text progress bars (what a static report shows), not a warning
-    warnings.filterwarnings('ignore', message='IProgress not found')
-
 class MissingSubcommand(LookupError):
     "The module that owns a subcommand is not installed."
 

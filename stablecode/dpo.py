@@ -9,7 +9,6 @@ Docs: https://stablecode.github.io/stablecode/dpo.html.md"""
 
 # %% ../nbs/10c_dpo.ipynb #57cd803f
 from __future__ import annotations
-from .cli import quiet_third_party; quiet_third_party()   # first: no third-party noise from the imports below
 import json, random, sys
 from dataclasses import dataclass, field
 from pathlib import Path

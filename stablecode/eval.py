@@ -7,7 +7,6 @@ Docs: https://stablecode.github.io/stablecode/eval.html.md"""
 
 # %% ../nbs/10_eval.ipynb #59fefc6f
 from __future__ import annotations
-from .cli import quiet_third_party; quiet_third_party()   # first: no third-party noise from the imports below
 import argparse, dataclasses, gzip, hashlib, json, math, os, re, sys, time, urllib.request, urllib.error
 from collections import defaultdict
 from dataclasses import dataclass, field, asdict

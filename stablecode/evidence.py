@@ -7,7 +7,6 @@ Docs: https://stablecode.github.io/stablecode/evidence.html.md"""
 
 # %% ../nbs/06b_evidence.ipynb #a13cf14b
 from __future__ import annotations
-from .cli import quiet_third_party; quiet_third_party()   # first: no third-party noise from the imports below
 import gzip, json, random, sysconfig
 from pathlib import Path
 import numpy as np

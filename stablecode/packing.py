@@ -6,7 +6,6 @@ Docs: https://stablecode.github.io/stablecode/packing.html.md"""
 
 # %% ../nbs/04_packing.ipynb #b658f98b
 from __future__ import annotations
-from .cli import quiet_third_party; quiet_third_party()   # first: no third-party noise from the imports below
 import argparse, functools, hashlib, json, logging, os, re, shutil, sys, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path

@@ -6,7 +6,6 @@ Docs: https://stablecode.github.io/stablecode/pretrain.html.md"""
 
 # %% ../nbs/06_pretrain.ipynb #bb77e763
 from __future__ import annotations
-from .cli import quiet_third_party; quiet_third_party()   # first: no third-party noise from the imports below
 import argparse, hashlib, json, math, os, random, re, resource, shutil, signal, socket, subprocess, sys, time
 from dataclasses import dataclass, field, replace
 from pathlib import Path

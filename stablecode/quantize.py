@@ -8,7 +8,6 @@ Docs: https://stablecode.github.io/stablecode/quantize.html.md"""
 
 # %% ../nbs/11_quantize.ipynb #b5ccc14b
 from __future__ import annotations
-from .cli import quiet_third_party; quiet_third_party()   # first: no third-party noise from the imports below
 import argparse, ctypes, hashlib, json, os, re, shutil, subprocess, sys, sysconfig, tempfile, threading, time
 from dataclasses import dataclass
 from pathlib import Path

@@ -10,7 +10,6 @@ Docs: https://stablecode.github.io/stablecode/rrtf.html.md"""
 
 # %% ../nbs/13_rrtf.ipynb #ac4951b6
 from __future__ import annotations
-from .cli import quiet_third_party; quiet_third_party()   # first: no third-party noise from the imports below
 import json, random, re, sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path

@@ -6,7 +6,6 @@ Docs: https://stablecode.github.io/stablecode/self_align.html.md"""
 
 # %% ../nbs/12_self_align.ipynb #2c018bd3
 from __future__ import annotations
-from .cli import quiet_third_party; quiet_third_party()   # first: no third-party noise from the imports below
 import ast, json, os, random, re, shutil, subprocess, sys, tempfile, textwrap, time
 from collections import Counter
 from dataclasses import dataclass

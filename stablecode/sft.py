@@ -8,7 +8,6 @@ Docs: https://stablecode.github.io/stablecode/sft.html.md"""
 
 # %% ../nbs/10b_sft.ipynb #0ba5a7fe
 from __future__ import annotations
-from .cli import quiet_third_party; quiet_third_party()   # first: no third-party noise from the imports below
 import argparse, json, os, shutil, sys, time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
