@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib, logging, sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'QUIET_LOGGERS', 'MissingSubcommand', 'resolve', 'main']
+__all__ = ['COMMANDS', 'QUIET_LOGGERS', 'BACKEND_CHAPTERS', 'BACKEND_COMMANDS', 'register_backends', 'MissingSubcommand',
+           'resolve', 'main']
 
 # %% ../nbs/15_cli.ipynb #a3b69de9
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -40,6 +41,16 @@ QUIET_LOGGERS = ('torchao', 'torch.utils._pytree')   # transformers imports torc
 # logs a warning per optional CUDA kernel it cannot load on a CPU machine, and torch one per enum torchao registers
 # the deprecated way: third-party noise before every command's output
 
+BACKEND_CHAPTERS = ('stablecode.quantize',)   # chapters that register backends in 05b_generate's registry
+BACKEND_COMMANDS = ('eval', 'chat')           # subcommands that load a model by kind (--backend)
+
+def register_backends():
+    "Import the chapters that register backends; one whose optional dependencies are not installed is left out."
+    for m in BACKEND_CHAPTERS:
+        try: importlib.import_module(m)
+        except ModuleNotFoundError as e:        # the chapter, or a third-party package of its extra, is not installed
+            if not e.name or not (e.name == m or not e.name.startswith('stablecode')): raise
+
 class MissingSubcommand(LookupError):
     "The module that owns a subcommand is not installed."
 
@@ -55,6 +66,7 @@ def resolve(name: str):
         raise
     f = getattr(mod, fn, None)
     if f is None: raise MissingSubcommand(f"stablecode {name}: {mod_name} has no function {fn}")
+    if name in BACKEND_COMMANDS: register_backends()
     return f
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,19 +23,19 @@ from ctranslate2.specs import common_spec, transformer_spec
 from .benchmarks import load_task
 from .config import ModelConfig, model_config_from_gpt_neox, preset
 from .eval import evaluate
-from .generate import Backend, HFBackend, cut
+from .generate import BACKENDS, Backend, HFBackend, backend_kind, cut, load_backend, register_backend
 from .model import StableCodeForCausalLM
 from .tokenizer import (DEFAULT_FORMAT, EOT, IM_END, PROMPT_FORMATS, padded_vocab_size, save_tokenizer, set_chat_template,
                         train_tokenizer)
 
 # %% auto #0
-__all__ = ['GGUF_TYPES', 'FORMATS', 'SOURCE_TYPES', 'KQUANT_DIMS', 'SHAPES', 'PRE_TOKENIZERS', 'INT4_GROUP', 'BACKENDS',
-           'COLUMNS', 'Format', 'parse_formats', 'check_source', 'random_checkpoint', 'llama_cpp_dir',
-           'llama_pre_tokenizer', 'strip_generation_tags', 'convert_gguf', 'quantize_gguf', 'gguf_tensor_types',
-           'gguf_metadata', 'StableLmLoader', 'GPTNeoXLoader', 'export_ct2', 'torchao_config', 'quantize_torchao',
-           'export_torchao', 'load_torchao', 'LocalBackend', 'GGUFBackend', 'CT2Backend', 'TorchaoBackend',
-           'HFLocalBackend', 'backend_kind', 'load_backend', 'export', 'size_bytes', 'gguf_type_counts', 'measure',
-           'measure_job', 'quant_table', 'pass_at_1', 'markdown_table', 'plot_size_quality', 'quantize_report', 'cli']
+__all__ = ['GGUF_TYPES', 'FORMATS', 'SOURCE_TYPES', 'KQUANT_DIMS', 'SHAPES', 'PRE_TOKENIZERS', 'INT4_GROUP', 'COLUMNS', 'Format',
+           'parse_formats', 'check_source', 'random_checkpoint', 'llama_cpp_dir', 'llama_pre_tokenizer',
+           'strip_generation_tags', 'convert_gguf', 'quantize_gguf', 'gguf_tensor_types', 'gguf_metadata',
+           'StableLmLoader', 'GPTNeoXLoader', 'export_ct2', 'torchao_config', 'quantize_torchao', 'export_torchao',
+           'load_torchao', 'LocalBackend', 'GGUFBackend', 'CT2Backend', 'TorchaoBackend', 'export', 'size_bytes',
+           'gguf_type_counts', 'measure', 'measure_job', 'quant_table', 'pass_at_1', 'markdown_table',
+           'plot_size_quality', 'quantize_report', 'cli']
 
 # %% ../nbs/11_quantize.ipynb #ce67085b
 GGUF_TYPES = {'f32': 0, 'f16': 1, 'q8_0': 7, 'q6_k': 18, 'q5_k_m': 17, 'q4_k_m': 15}   # llama.cpp's LLAMA_FTYPE_* ids
@@ -416,31 +416,10 @@ class TorchaoBackend(HFBackend, LocalBackend):
         self.name, self.template = f"torchao:{Path(path).name}", getattr(self.tok, 'chat_template', None)
         self._sc_fingerprint = f"torchao:{_fingerprint(path)}"
 
-class HFLocalBackend(HFBackend, LocalBackend):
-    "fp32 PyTorch (transformers) with `chat` like the others."
-    def __init__(self, path, batch_size: int = 8, dtype=torch.float32):
-        super().__init__(str(path), batch_size=batch_size, device='cpu', dtype=dtype)
-        self.template = getattr(self.tok, 'chat_template', None)
-
-BACKENDS = {'hf': HFLocalBackend, 'gguf': GGUFBackend, 'ct2': CT2Backend, 'torchao': TorchaoBackend}
-
-def backend_kind(path) -> str:
-    "Which runtime reads `path`: a `.gguf` file, a CTranslate2 directory (model.bin), a torchao export, else transformers."
-    p = Path(path)
-    if p.suffix == '.gguf': return 'gguf'
-    if (p / 'model.bin').is_file(): return 'ct2'
-    if (p / 'torchao.json').is_file(): return 'torchao'
-    return 'hf'
-
-def load_backend(spec: str | Path, kind: str | None = None, **kw) -> Backend:
-    "A backend for `spec` = `'KIND:PATH'` or a path (kind from `kind`, else from the path); a one-line error otherwise."
-    s = str(spec)
-    if kind is None and ':' in s and s.split(':', 1)[0] in BACKENDS: kind, s = s.split(':', 1)
-    kind = kind or backend_kind(s)
-    if kind not in BACKENDS: raise ValueError(f"unknown backend {kind!r} (known: {', '.join(BACKENDS)})")
-    if not Path(s).exists(): raise FileNotFoundError(f"{kind} model {s} does not exist")
-    if kind != backend_kind(s): raise ValueError(f"{s} is a {backend_kind(s)} model, not {kind}")
-    return BACKENDS[kind](s, **{k: v for k, v in kw.items() if k in ('batch_size',) and kind != 'gguf'})
+# the formats of this chapter, in the generation module's registry (05b_generate): a path says which runtime reads it
+register_backend('gguf', GGUFBackend, lambda p: p.suffix == '.gguf', (), 'a GGUF file (llama.cpp)')
+register_backend('ct2', CT2Backend, lambda p: (p / 'model.bin').is_file(), ('batch_size',), 'a CTranslate2 model directory')
+register_backend('torchao', TorchaoBackend, lambda p: (p / 'torchao.json').is_file(), ('batch_size',), 'a torchao export')
 
 # %% ../nbs/11_quantize.ipynb #383ddf0a
 def export(src, out_dir, formats: str | Sequence[str] | Sequence[Format], progress: bool = True,

@@ -11,9 +11,10 @@ from transformers import AutoTokenizer
 
 from stablecode.config import preset
 from stablecode.model import StableCodeForCausalLM
+from stablecode.generate import load_backend
 from stablecode.quantize import (CT2Backend, GGUFBackend, _Runner, check_source, cli, convert_gguf, export, export_ct2,
                                  export_torchao, gguf_metadata, gguf_tensor_types, gguf_type_counts, llama_cpp_dir,
-                                 load_backend, measure_job, parse_formats, quant_table, quantize_gguf, random_checkpoint)
+                                 measure_job, parse_formats, quant_table, quantize_gguf, random_checkpoint)
 from stablecode.tokenizer import CHATML_TEMPLATE, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, IM_END, IM_START, save_tokenizer
 
 CODE = 'def add(x, y):\n    return x + y  # 12345 and 3.14\n\nclass Point:\n    pass\n'
