@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'self_align': ('stablecode.self_align:main', 'SFT on self-aligned pairs (Self-OSS-Instruct) from a recipe file'),
     'rrtf': ('stablecode.rrtf:cli', 'ranking feedback (RRTF) from a recipe file (Trainer, DeepSpeed ZeRO-1)'),
     'chat': ('stablecode.generate:chat_cli', 'talk to a checkpoint: one answer (--prompt) or a conversation on stdin'),
-    'quantize': ('stablecode.quantize:cli', 'export a StableLM or GPT-NeoX checkpoint to GGUF (llama.cpp), CTranslate2 int8 and torchao formats'),
+    'quantize': ('stablecode.quantize:cli', 'export a StableLM or GPT-NeoX checkpoint to GGUF (llama.cpp), CTranslate2 int8, torchao and GPTQ formats'),
 }
 
 def _usage() -> str:
