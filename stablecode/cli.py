@@ -10,7 +10,7 @@ import importlib, sys
 from .config import quiet_third_party
 
 # %% auto #0
-__all__ = ['COMMANDS', 'MissingSubcommand', 'resolve', 'main']
+__all__ = ['COMMANDS', 'BACKEND_CHAPTERS', 'BACKEND_COMMANDS', 'register_backends', 'MissingSubcommand', 'resolve', 'main']
 
 # %% ../nbs/15_cli.ipynb #a3b69de9
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'self_align': ('stablecode.self_align:main', 'SFT on self-aligned pairs (Self-OSS-Instruct) from a recipe file'),
     'rrtf': ('stablecode.rrtf:cli', 'ranking feedback (RRTF) from a recipe file (Trainer, DeepSpeed ZeRO-1)'),
     'chat': ('stablecode.generate:chat_cli', 'talk to a checkpoint: one answer (--prompt) or a conversation on stdin'),
-    'quantize': ('stablecode.quantize:cli', 'export a StableLM or GPT-NeoX checkpoint to GGUF (llama.cpp), CTranslate2 int8 and torchao formats'),
+    'quantize': ('stablecode.quantize:cli', 'export a StableLM or GPT-NeoX checkpoint to GGUF (llama.cpp), CTranslate2 int8, torchao and GPTQ formats'),
 }
 
 def _usage() -> str:
@@ -37,6 +37,16 @@ def _usage() -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/15_cli.ipynb #c7ece874
+BACKEND_CHAPTERS = ('stablecode.quantize',)   # chapters that register backends in 05b_generate's registry
+BACKEND_COMMANDS = ('eval', 'chat')           # subcommands that load a model by kind (--backend)
+
+def register_backends():
+    "Import the chapters that register backends; one whose optional dependencies are not installed is left out."
+    for m in BACKEND_CHAPTERS:
+        try: importlib.import_module(m)
+        except ModuleNotFoundError as e:        # the chapter, or a third-party package of its extra, is not installed
+            if not e.name or not (e.name == m or not e.name.startswith('stablecode')): raise
+
 class MissingSubcommand(LookupError):
     "The module that owns a subcommand is not installed."
 
@@ -52,6 +62,7 @@ def resolve(name: str):
         raise
     f = getattr(mod, fn, None)
     if f is None: raise MissingSubcommand(f"stablecode {name}: {mod_name} has no function {fn}")
+    if name in BACKEND_COMMANDS: register_backends()
     return f
 
 def main(argv: list[str] | None = None) -> int:
