@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 # llama-cpp-python compiles llama.cpp from its sdist (5 to 12 min on 2 cores; pip's wheel cache keeps the build, so
 # a changed LLAMA_CMAKE_ARGS needs `pip cache remove llama_cpp_python`). GGML_NATIVE=OFF: a portable build, not one tied
-# to this CPU's instruction set.
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+# to this CPU's instruction set. LLAVA_BUILD=OFF: no multimodal library (libmtmd, which llama_cpp imports only for its
+# vision chat handlers; nothing here uses them), about a fifth of the compile.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 # The lock: pip constraints with the exact version of every dependency (scripts/lock.sh writes it). Empty = newest allowed.
 LOCK ?= constraints.txt
 PIP = $(BIN)/pip install -q --disable-pip-version-check $(if $(LOCK),-c $(LOCK))

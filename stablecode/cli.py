@@ -6,10 +6,11 @@ Docs: https://stablecode.github.io/stablecode/cli.html.md"""
 
 # %% ../nbs/15_cli.ipynb #69a5d189
 from __future__ import annotations
-import importlib, logging, sys
+import importlib, sys
+from .config import quiet_third_party
 
 # %% auto #0
-__all__ = ['COMMANDS', 'QUIET_LOGGERS', 'MissingSubcommand', 'resolve', 'main']
+__all__ = ['COMMANDS', 'BACKEND_CHAPTERS', 'BACKEND_COMMANDS', 'register_backends', 'MissingSubcommand', 'resolve', 'main']
 
 # %% ../nbs/15_cli.ipynb #a3b69de9
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'self_align': ('stablecode.self_align:main', 'SFT on self-aligned pairs (Self-OSS-Instruct) from a recipe file'),
     'rrtf': ('stablecode.rrtf:cli', 'ranking feedback (RRTF) from a recipe file (Trainer, DeepSpeed ZeRO-1)'),
     'chat': ('stablecode.generate:chat_cli', 'talk to a checkpoint: one answer (--prompt) or a conversation on stdin'),
-    'quantize': ('stablecode.quantize:cli', 'export a StableLM or GPT-NeoX checkpoint to GGUF (llama.cpp), CTranslate2 int8 and torchao formats'),
+    'quantize': ('stablecode.quantize:cli', 'export a StableLM or GPT-NeoX checkpoint to GGUF (llama.cpp), CTranslate2 int8, torchao and GPTQ formats'),
 }
 
 def _usage() -> str:
@@ -36,9 +37,15 @@ def _usage() -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/15_cli.ipynb #c7ece874
-QUIET_LOGGERS = ('torchao', 'torch.utils._pytree')   # transformers imports torchao when installed; torchao then
-# logs a warning per optional CUDA kernel it cannot load on a CPU machine, and torch one per enum torchao registers
-# the deprecated way: third-party noise before every command's output
+BACKEND_CHAPTERS = ('stablecode.quantize',)   # chapters that register backends in 05b_generate's registry
+BACKEND_COMMANDS = ('eval', 'chat')           # subcommands that load a model by kind (--backend)
+
+def register_backends():
+    "Import the chapters that register backends; one whose optional dependencies are not installed is left out."
+    for m in BACKEND_CHAPTERS:
+        try: importlib.import_module(m)
+        except ModuleNotFoundError as e:        # the chapter, or a third-party package of its extra, is not installed
+            if not e.name or not (e.name == m or not e.name.startswith('stablecode')): raise
 
 class MissingSubcommand(LookupError):
     "The module that owns a subcommand is not installed."
@@ -55,6 +62,7 @@ def resolve(name: str):
         raise
     f = getattr(mod, fn, None)
     if f is None: raise MissingSubcommand(f"stablecode {name}: {mod_name} has no function {fn}")
+    if name in BACKEND_COMMANDS: register_backends()
     return f
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"stablecode: unknown subcommand '{name}' (known: {', '.join(COMMANDS)})", file=sys.stderr); return 2
-    for n in QUIET_LOGGERS: logging.getLogger(n).setLevel(logging.ERROR)
+    quiet_third_party()
     try: fn = resolve(name)
     except MissingSubcommand as e:
         print(e, file=sys.stderr); return 2

@@ -6,7 +6,7 @@ Docs: https://stablecode.github.io/stablecode/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #0345c19f
 from __future__ import annotations
-import dataclasses, types, typing, json
+import dataclasses, logging, types, typing, json, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
@@ -14,9 +14,9 @@ import yaml
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['MODEL_PRESETS', 'preset', 'preset_names', 'ConfigError', 'build', 'json_hash', 'YamlConfig', 'ModelConfig',
-           'model_config_from_hf', 'model_config_to_hf', 'Presets', 'model_config_from_gpt_neox',
-           'model_config_to_gpt_neox']
+__all__ = ['MODEL_PRESETS', 'preset', 'preset_names', 'QUIET_LOGGERS', 'ConfigError', 'build', 'json_hash', 'YamlConfig',
+           'ModelConfig', 'model_config_from_hf', 'model_config_to_hf', 'Presets', 'model_config_from_gpt_neox',
+           'model_config_to_gpt_neox', 'quiet_third_party']
 
 # %% ../nbs/00_config.ipynb #a2b4f219
 class ConfigError(ValueError):
@@ -293,4 +293,29 @@ def model_config_to_gpt_neox(cfg: ModelConfig):
     hf = GPTNeoXConfig(**{k: d[k] for k in _NEOX_SAME}, hidden_act='gelu', attention_bias=True, rope_parameters=rope)
     hf.architectures = ['GPTNeoXForCausalLM']
     return hf
+
+
+# %% ../nbs/00_config.ipynb #b8d4f2e3
+QUIET_LOGGERS = ('torchao', 'torch.utils._pytree', 'ray.widgets.util')   # transformers imports torchao when
+# installed; torchao then logs a warning per optional CUDA kernel it cannot load on a CPU machine, and torch one per
+# enum torchao registers the deprecated way; Ray asks a notebook for ipywidgets: third-party noise before any output
+
+class _ErrorsOnly(logging.Filter):
+    "Keeps a logger's errors only (a filter, not a level: Ray's logging config resets its child loggers' levels)."
+    def filter(self, record): return record.levelno >= logging.ERROR
+
+class _NotAcceleratorChoice(logging.Filter):
+    "Drops DeepSpeed's line about which accelerator it picked (a warning on every CPU machine); keeps the rest."
+    def filter(self, record): return record.funcName != 'get_accelerator'
+
+def _filter_once(name: str, f: logging.Filter):
+    log = logging.getLogger(name)
+    if not any(type(x) is type(f) for x in log.filters): log.addFilter(f)
+
+def quiet_third_party():
+    "Silence known third-party noise in this process: the CLI's commands and, from their first cell, the stage kernels."
+    for n in QUIET_LOGGERS: _filter_once(n, _ErrorsOnly())
+    _filter_once('DeepSpeed', _NotAcceleratorChoice())      # DeepSpeed sets its logger's level at import; a filter stays
+    # tqdm.auto in a kernel without ipywidgets: text progress bars (what a static report shows), not a warning
+    warnings.filterwarnings('ignore', message='IProgress not found')
 

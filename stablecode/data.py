@@ -30,15 +30,16 @@ from .config import ConfigError, Presets, YamlConfig, build, json_hash
 
 # %% auto #0
 __all__ = ['LANGUAGE_EXTENSIONS', 'EXTENSION_LANGUAGE', 'STARCODERDATA_DIRS', 'SOURCE_KINDS', 'PRETRAIN_JACCARD',
-           'INSTRUCT_SEED_JACCARD', 'FULL_DECONT', 'MIXTURE_PRESETS', 'mixture_preset', 'mixture_names', 'FILTERS',
-           'EXACT_TASKS', 'language_of', 'clean_notebook', 'SourceConfig', 'FilterConfig', 'DedupConfig',
-           'DecontConfig', 'decont_specs', 'decont_tasks', 'check_decont', 'ExecutorConfig', 'MixtureConfig',
-           'load_mixture', 'math_qa', 'math_problem_docs', 'stdlib_dir', 'walk_source_files', 'read_text_file',
-           'SourceReader', 'SizeFilter', 'MaxLineLengthFilter', 'MeanLineLengthFilter', 'AlnumFractionFilter',
-           'AutogenFilter', 'quality_filters', 'CodeWordTokenizer', 'lsh_params', 'minhash_config', 'lsh_probability',
-           'MinhashVerifyPairs', 'benchmark_problems', 'SubstringIndex', 'first_substring_scan', 'load_benchmarks',
-           'Decontaminate', 'clean_problems', 'make_executor', 'corpus_stages', 'iter_shard', 'iter_documents',
-           'finalize_corpus', 'manifest_markdown', 'FinalizeCorpus', 'wait_for_slurm', 'run_stages', 'build_corpus']
+           'INSTRUCT_SEED_JACCARD', 'FULL_DECONT', 'ALPHA_LANGUAGES', 'MIXTURE_PRESETS', 'mixture_preset',
+           'mixture_names', 'FILTERS', 'EXACT_TASKS', 'language_of', 'clean_notebook', 'SourceConfig', 'FilterConfig',
+           'DedupConfig', 'DecontConfig', 'decont_specs', 'decont_tasks', 'check_decont', 'ExecutorConfig',
+           'MixtureConfig', 'load_mixture', 'math_qa', 'math_problem_docs', 'stdlib_dir', 'walk_source_files',
+           'read_text_file', 'SourceReader', 'SizeFilter', 'MaxLineLengthFilter', 'MeanLineLengthFilter',
+           'AlnumFractionFilter', 'AutogenFilter', 'quality_filters', 'CodeWordTokenizer', 'lsh_params',
+           'minhash_config', 'lsh_probability', 'MinhashVerifyPairs', 'benchmark_problems', 'SubstringIndex',
+           'first_substring_scan', 'load_benchmarks', 'Decontaminate', 'clean_problems', 'make_executor',
+           'corpus_stages', 'iter_shard', 'iter_documents', 'finalize_corpus', 'manifest_markdown', 'FinalizeCorpus',
+           'wait_for_slurm', 'run_stages', 'build_corpus']
 
 # %% ../nbs/01_data.ipynb #2ea7d519
 LANGUAGE_EXTENSIONS: dict[str, tuple[str, ...]] = {
@@ -240,9 +241,13 @@ def _stable_code_3b() -> dict:
              language='en', weight=0.03, domain='math'),
     ], executor=dict(kind='slurm', tasks=1000, partition='cpu', time='48:00:00'), decontamination=dict(extra=FULL_DECONT))
 
+# StableCode alpha's first languages, as Stability AI's launch article lists them (the model card names none)
+ALPHA_LANGUAGES = ['python', 'go', 'java', 'javascript', 'c', 'markdown', 'cpp']
+
 def _stablecode_alpha() -> dict:
     return dict(name='stablecode-alpha', sources=[
-        dict(name='starcoderdata', kind='hub', dataset='bigcode/starcoderdata', subsets=list(STARCODERDATA_DIRS.values()),
+        dict(name='starcoderdata', kind='hub', dataset='bigcode/starcoderdata',
+             subsets=[STARCODERDATA_DIRS[l] for l in ALPHA_LANGUAGES],
              text='content', columns={'repository': 'max_stars_repo_name', 'path': 'max_stars_repo_path'},
              group_by='repository', weight=1.0, domain='code'),
     ], executor=dict(kind='slurm', tasks=1000, partition='cpu', time='48:00:00'), decontamination=dict(extra=FULL_DECONT))

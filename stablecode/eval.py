@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from . import sandbox
 try: from stablecode import sandbox_ray      # registers run_batch(executor='ray') where Ray is installed
 except ImportError: sandbox_ray = None
-from .generate import Backend, HFBackend, OpenAIBackend, cut
+from .generate import BACKENDS, Backend, HFBackend, OpenAIBackend, cut, load_backend
 from .tokenizer import EOT, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, IM_END, chat_text, get_prompt_format
 from .benchmarks import MULTIPLE_LANGS, PY_STOP, Problem, load_fim, load_humaneval, load_mbpp, load_multiple, load_task
 from .benchmarks import MT_BENCH_TASKS, MTQuestion, load_mt_bench, load_sql_task, read_jsonl
@@ -589,11 +589,10 @@ def write_mt_bench(r: MTBenchResult, out_dir: str | Path) -> dict:
 # %% ../nbs/10_eval.ipynb #f80a812a
 def judge_backend(spec: str, batch_size: int = 8) -> Backend:
     "The judge named on the command line: 'MODEL@URL' (an OpenAI-compatible server) or a local checkpoint path."
-    if Path(spec).exists(): return HFBackend(spec, batch_size=batch_size)
-    model, _, url = spec.partition('@')
-    if not (model and url.startswith(('http://', 'https://'))):
-        raise ValueError(f"--judge {spec!r} is neither MODEL@URL (an OpenAI-compatible server) nor an existing checkpoint")
-    return OpenAIBackend(url, model)
+    if Path(spec).exists(): return load_backend(spec, batch_size=batch_size)      # any registered kind of file
+    try: return load_backend(spec, 'openai')
+    except ValueError:
+        raise ValueError(f"--judge {spec!r} is neither MODEL@URL (an OpenAI-compatible server) nor an existing checkpoint") from None
 
 def _mt_bench_args(ap: argparse.ArgumentParser):
     ap.add_argument('--judge', metavar='MODEL@URL', help='mt-bench-coding: the judge, a model behind an OpenAI-compatible '
@@ -629,8 +628,8 @@ def _mt_bench_run(a, mt: dict, backend: Backend, label: str) -> int:
     return 0
 
 # %% ../nbs/10_eval.ipynb #a393d53c
-def cli(argv: list[str] | None = None) -> int:
-    "`stablecode eval ...`: generate, execute, score and write the results table and plot."
+def _eval_args() -> argparse.ArgumentParser:
+    "The arguments of `stablecode eval`."
     ap = argparse.ArgumentParser(prog='stablecode eval', description='Evaluate a model on code benchmarks in the sandbox.')
     ap.add_argument('--model', help='checkpoint path (transformers causal LM) or, with --endpoint, the served model name')
     ap.add_argument('--tasks', default='humaneval', help='comma list: humaneval, humaneval-plus, mbpp, mbpp-plus, '
@@ -645,8 +644,8 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--chat', action='store_true', help='chat prompts (instruction models; ChatML unless --prompt-format)')
     ap.add_argument('--prompt-format', help='chat prompt format: chatml or alpha (StableCode alpha instruct); implies --chat')
     ap.add_argument('--endpoint', help='OpenAI-compatible base URL, e.g. http://localhost:8000/v1')
-    ap.add_argument('--backend', default='hf', choices=['hf', 'gguf', 'ct2', 'torchao'],
-                    help='runtime of --model: transformers, a GGUF file (llama.cpp), CTranslate2, torchao (11_quantize)')
+    ap.add_argument('--backend', default='hf', help='runtime of --model, a kind of the backend registry (05b_generate): ' +
+                    ', '.join(k for k, e in BACKENDS.items() if e.detect) + ' (%(default)s)')
     ap.add_argument('--canonical', action='store_true', help='self-check: score the reference solutions')
     ap.add_argument('--out', default='eval_results', help='output directory')
     ap.add_argument('--timeout', type=float, default=10.0, help='per-program time limit (s); sql: per query')
@@ -657,6 +656,24 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--allow-weak-sandbox', action='store_true',
                     help='run model code even when the sandbox has no namespaces (rlimits only)')
     _mt_bench_args(ap)
+    return ap
+
+def _eval_backend(a, problems: list[Problem]) -> tuple[Backend, str]:
+    "The backend a `stablecode eval` call names (through the registry) and its label; a one-line error otherwise."
+    if a.canonical:
+        missing = sorted({p.task for p in problems if p.canonical is None})
+        if missing: raise ValueError(f"no reference solutions in {missing}")
+        return CanonicalBackend(problems), 'canonical solutions'
+    if a.endpoint:
+        if not a.model: raise ValueError('--endpoint needs --model (the served model name)')
+        return load_backend(f"{a.model}@{a.endpoint}", 'openai'), a.model
+    if not a.model: raise ValueError('give --model PATH, --endpoint URL --model NAME, or --canonical')
+    if not Path(a.model).exists(): raise FileNotFoundError(f"model path {a.model} does not exist")
+    return load_backend(a.model, a.backend, batch_size=a.batch_size), a.model + ('' if a.backend == 'hf' else f" ({a.backend})")
+
+def cli(argv: list[str] | None = None) -> int:
+    "`stablecode eval ...`: generate, execute, score and write the results table and plot."
+    ap = _eval_args()
     a = ap.parse_args(argv)
     data = {}
     for d in a.data:
@@ -669,21 +686,8 @@ def cli(argv: list[str] | None = None) -> int:
         mt = _mt_bench_setup(a, [t for t in tasks if t in MT_BENCH_TASKS], data)
     except (ValueError, FileNotFoundError) as e:
         print(f"stablecode eval: {e}", file=sys.stderr); return 2
-    if a.canonical:
-        backend, label = CanonicalBackend(problems), 'canonical solutions'
-        missing = sorted({p.task for p in problems if p.canonical is None})
-        if missing: print(f"stablecode eval: no reference solutions in {missing}", file=sys.stderr); return 2
-    elif a.endpoint:
-        if not a.model: ap.error('--endpoint needs --model (the served model name)')
-        backend, label = OpenAIBackend(a.endpoint, a.model), a.model
-    elif a.model:
-        if not Path(a.model).exists(): print(f"stablecode eval: model path {a.model} does not exist", file=sys.stderr); return 2
-        if a.backend == 'hf': backend, label = HFBackend(a.model, batch_size=a.batch_size), a.model
-        else:
-            from .quantize import load_backend      # here, not at the top: the quantization chapter builds on this one
-            try: backend, label = load_backend(a.model, a.backend, batch_size=a.batch_size), f"{a.model} ({a.backend})"
-            except (ValueError, FileNotFoundError) as e: print(f"stablecode eval: {e}", file=sys.stderr); return 2
-    else: ap.error('give --model PATH, --endpoint URL --model NAME, or --canonical')
+    try: backend, label = _eval_backend(a, problems)
+    except (ValueError, OSError) as e: print(f"stablecode eval: {e}", file=sys.stderr); return 2
     if sql_task:                                      # queries scored on a database (09b_sql), not programs
         fmt = a.prompt_format or 'chatml'
         rc = run_sql_eval(*sql_task, SqlGoldBackend(*sql_task, engine_dialect(a.db), fmt) if a.canonical else backend,

@@ -7,6 +7,7 @@ Docs: https://stablecode.github.io/stablecode/generate.html.md"""
 
 # %% ../nbs/05b_generate.ipynb #6febf0dd
 from __future__ import annotations
+from dataclasses import dataclass
 import argparse, hashlib, inspect, json, os, sys, threading, time, urllib.error, urllib.request
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -18,8 +19,9 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, StoppingCriteria,
 from .tokenizer import PROMPT_FORMATS, get_prompt_format, resolve_prompt_format
 
 # %% auto #0
-__all__ = ['cut', 'Backend', 'HFBackend', 'OpenAIBackend', 'complete', 'stream_until', 'stop_token_ids', 'chat_stream',
-           'chat_loop', 'user_turns', 'chat_cli']
+__all__ = ['BACKENDS', 'cut', 'Backend', 'HFBackend', 'OpenAIBackend', 'complete', 'BackendKind', 'register_backend',
+           'backend_kind', 'load_backend', 'stream_until', 'stop_token_ids', 'chat_stream', 'chat_loop', 'user_turns',
+           'chat_cli']
 
 # %% ../nbs/05b_generate.ipynb #78501390
 def cut(text: str, stop: Sequence[str] | None) -> str:
@@ -33,6 +35,10 @@ class Backend:
     name = 'backend'
     def generate(self, prompts: list[str], stops: list[list[str]], n: int = 1, temperature: float = 0.2,
                  top_p: float = 0.95, max_new_tokens: int = 256) -> list[list[str]]: raise NotImplementedError
+    def close(self):
+        "Free what the backend holds (a runtime, a model); the base holds nothing."
+    def __enter__(self): return self
+    def __exit__(self, *a): self.close()
 
 # %% ../nbs/05b_generate.ipynb #43a37225
 class HFBackend(Backend):
@@ -132,6 +138,53 @@ def complete(model, tokenizer, prompts: list[str],
     b = HFBackend(model, tokenizer, batch_size=batch_size, device=str(next(model.parameters()).device))
     return b.generate(prompts, [list(stop or [])] * len(prompts), n=n, temperature=temperature, top_p=top_p,
                       max_new_tokens=max_new_tokens)
+
+# %% ../nbs/05b_generate.ipynb #b3c1d2e4
+@dataclass(frozen=True)
+class BackendKind:
+    "One entry of the registry: how to build a backend from a spec, and how to recognise its files."
+    make: Callable[..., Backend]                  # (spec, **options) -> Backend
+    detect: Callable[[Path], bool] | None = None  # does this path hold this kind's files? None: the spec is not a path
+    options: tuple[str, ...] = ()                 # keyword options `make` takes; others given to load_backend are dropped
+    doc: str = ''                                 # one line for --help
+
+BACKENDS: dict[str, BackendKind] = {}
+
+def register_backend(kind: str, make: Callable[..., Backend], detect: Callable[[Path], bool] | None = None,
+                     options: Sequence[str] = (), doc: str = '') -> BackendKind:
+    "Add (or replace) backend `kind` in the registry; later chapters register their formats when imported."
+    BACKENDS[kind] = BackendKind(make, detect, tuple(options), doc)
+    return BACKENDS[kind]
+
+def backend_kind(path) -> str:
+    "Which registered runtime reads `path`: the first kind other than `hf` that recognises it, else `hf` (transformers)."
+    p = Path(path)
+    return next((k for k, e in BACKENDS.items() if k != 'hf' and e.detect is not None and e.detect(p)), 'hf')
+
+def load_backend(spec: str | Path, kind: str | None = None, **options) -> Backend:
+    "A backend for `spec` = `'KIND:SPEC'` or a path (kind from `kind`, else from the path); a one-line error otherwise."
+    s = str(spec)
+    if kind is None and ':' in s and s.split(':', 1)[0] in BACKENDS: kind, s = s.split(':', 1)
+    kind = kind or backend_kind(s)
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown backend {kind!r} (known: {', '.join(BACKENDS)}; GGUF, CTranslate2, torchao and GPTQ "
+                         "are registered by importing stablecode.quantize)")
+    e = BACKENDS[kind]
+    if e.detect is not None:
+        if not Path(s).exists(): raise FileNotFoundError(f"{kind} model {s} does not exist")
+        if (found := backend_kind(s)) != kind: raise ValueError(f"{s} is a {found} model, not {kind}")
+    return e.make(s, **{k: v for k, v in options.items() if k in e.options and v is not None})
+
+def _openai(spec: str, **kw) -> OpenAIBackend:
+    "`MODEL@URL` -> the OpenAI-compatible server at URL serving MODEL."
+    model, _, url = spec.rpartition('@')
+    if not (model and url.startswith(('http://', 'https://'))):
+        raise ValueError(f"{spec!r} is not MODEL@URL (a model behind an OpenAI-compatible server)")
+    return OpenAIBackend(url, model, **kw)
+
+register_backend('hf', HFBackend, lambda p: (p / 'config.json').is_file(), ('batch_size', 'device', 'dtype'),
+                 'a transformers checkpoint directory')
+register_backend('openai', _openai, None, ('api_key', 'timeout'), 'MODEL@URL: an OpenAI-compatible server')
 
 # %% ../nbs/05b_generate.ipynb #ad6fd58b
 def stream_until(pieces: Iterable[str],        # text pieces as they are generated
@@ -258,14 +311,13 @@ def chat_cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--max-new-tokens', type=int, default=d['max_new_tokens'], help='answer budget (%(default)s tokens)')
     ap.add_argument('--temperature', type=float, default=d['temperature'], help='0 = greedy (%(default)s)')
     ap.add_argument('--top-p', type=float, default=d['top_p'], help='nucleus sampling mass (%(default)s)')
-    ap.add_argument('--backend', default='hf', choices=['hf', 'gguf', 'ct2', 'torchao'],
-                    help='runtime of MODEL: transformers, a GGUF file (llama.cpp), CTranslate2, torchao (11_quantize)')
+    ap.add_argument('--backend', default='hf', help='runtime of MODEL, a kind of the backend registry: ' +
+                    ', '.join(k for k, e in BACKENDS.items() if e.detect) + ' (%(default)s)')
     a = ap.parse_args(argv)
     if (err := _chat_problem(a)): print(f"stablecode chat: {err}", file=sys.stderr); return 2
     try:
-        if a.backend == 'hf': b = HFBackend(a.model)
-        else: from .quantize import load_backend; b = load_backend(a.model, a.backend)   # (a later chapter: imported here)
-    except (OSError, ValueError) as e:
+        b = load_backend(a.model, a.backend)
+    except (OSError, ValueError) as e:      # FileNotFoundError is an OSError
         print(f"stablecode chat: cannot load {a.model}: {str(e).strip().splitlines()[0]}", file=sys.stderr); return 2
     ask = (lambda msgs: chat_stream(b.model, b.tok, msgs, a.max_new_tokens, a.temperature, a.top_p, a.prompt_format)) \
         if a.backend == 'hf' else (lambda msgs: b.chat(msgs, a.max_new_tokens, a.temperature, a.top_p, a.prompt_format))

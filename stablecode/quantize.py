@@ -23,28 +23,30 @@ from ctranslate2.specs import common_spec, transformer_spec
 from .benchmarks import load_task
 from .config import ModelConfig, model_config_from_gpt_neox, preset
 from .eval import evaluate
-from .generate import Backend, HFBackend, cut
+from .generate import BACKENDS, Backend, HFBackend, backend_kind, cut, load_backend, register_backend
 from .model import StableCodeForCausalLM
 from .tokenizer import (DEFAULT_FORMAT, EOT, IM_END, PROMPT_FORMATS, padded_vocab_size, save_tokenizer, set_chat_template,
                         train_tokenizer)
 
 # %% auto #0
-__all__ = ['GGUF_TYPES', 'FORMATS', 'SOURCE_TYPES', 'KQUANT_DIMS', 'SHAPES', 'PRE_TOKENIZERS', 'INT4_GROUP', 'BACKENDS',
-           'COLUMNS', 'Format', 'parse_formats', 'check_source', 'random_checkpoint', 'llama_cpp_dir',
-           'llama_pre_tokenizer', 'strip_generation_tags', 'convert_gguf', 'quantize_gguf', 'gguf_tensor_types',
-           'gguf_metadata', 'StableLmLoader', 'GPTNeoXLoader', 'export_ct2', 'torchao_config', 'quantize_torchao',
-           'export_torchao', 'load_torchao', 'LocalBackend', 'GGUFBackend', 'CT2Backend', 'TorchaoBackend',
-           'HFLocalBackend', 'backend_kind', 'load_backend', 'export', 'size_bytes', 'gguf_type_counts', 'measure',
-           'measure_job', 'quant_table', 'pass_at_1', 'markdown_table', 'plot_size_quality', 'quantize_report', 'cli']
+__all__ = ['GGUF_TYPES', 'FORMATS', 'SOURCE_TYPES', 'KQUANT_DIMS', 'SHAPES', 'PRE_TOKENIZERS', 'INT4_GROUP', 'GPTQ_BITS',
+           'GPTQ_GROUP', 'GPTQ_MISSING', 'COLUMNS', 'PANGU_CODER2', 'PANGU_OURS', 'RELEASED_GGUF', 'Format',
+           'parse_formats', 'check_source', 'random_checkpoint', 'llama_cpp_dir', 'llama_pre_tokenizer',
+           'strip_generation_tags', 'convert_gguf', 'quantize_gguf', 'gguf_tensor_types', 'gguf_metadata',
+           'StableLmLoader', 'GPTNeoXLoader', 'export_ct2', 'torchao_config', 'quantize_torchao', 'export_torchao',
+           'load_torchao', 'gptq_config', 'calibration_set', 'calibration_texts', 'export_gptq', 'is_gptq', 'load_gptq',
+           'LocalBackend', 'GGUFBackend', 'CT2Backend', 'TorchaoBackend', 'GPTQBackend', 'export', 'size_bytes',
+           'gguf_type_counts', 'measure', 'measure_job', 'quant_table', 'pass_at_1', 'markdown_table',
+           'inference_table', 'releases_table', 'plot_size_quality', 'quantize_report', 'cli']
 
 # %% ../nbs/11_quantize.ipynb #ce67085b
 GGUF_TYPES = {'f32': 0, 'f16': 1, 'q8_0': 7, 'q6_k': 18, 'q5_k_m': 17, 'q4_k_m': 15}   # llama.cpp's LLAMA_FTYPE_* ids
 FORMATS = {'hf': ('fp32',), 'gguf': tuple(GGUF_TYPES), 'ct2': ('int8', 'int8_float32', 'float32'),
-           'torchao': ('int8wo', 'int4wo')}
+           'torchao': ('int8wo', 'int4wo'), 'gptq': ('int4', 'int8')}
 
 @dataclass(frozen=True)
 class Format:
-    "One format: a runtime (`hf`, `gguf`, `ct2`, `torchao`) and its weight type."
+    "One format: a runtime (`hf`, `gguf`, `ct2`, `torchao`, `gptq`) and its weight type."
     backend: str
     dtype: str
     def __str__(self): return f"{self.backend}:{self.dtype}"
@@ -320,6 +322,53 @@ def load_torchao(path):
     model.load_state_dict(torch.load(Path(path) / 'model.pt', weights_only=False, mmap=True), assign=True)
     return model.eval()
 
+# %% ../nbs/11_quantize.ipynb #e2f3a4b5
+GPTQ_BITS, GPTQ_GROUP = {'int4': 4, 'int8': 8}, 128
+GPTQ_MISSING = ("gptq needs GPTQModel, which is not installed here: gptqmodel 7.7.0 requires torch>=2.14.1 and 7.0-7.6 "
+                "pin numpy==2.2.6, while this project's lock has torch 2.13.0 and numpy 2.4.6 (see 11_quantize)")
+
+def gptq_config(dtype: str, group_size: int = GPTQ_GROUP) -> dict:
+    "GPTQModel's `QuantizeConfig` arguments for `gptq:int4` / `gptq:int8`: symmetric, groups of 128 columns, no act-order."
+    if dtype not in GPTQ_BITS: raise ValueError(f"unknown gptq type {dtype!r} (known: {', '.join(GPTQ_BITS)})")
+    return dict(bits=GPTQ_BITS[dtype], group_size=group_size, desc_act=False, sym=True)
+
+def calibration_set(tok, texts: Sequence[str], n: int = 128, seq_len: int = 512) -> list[dict]:
+    "GPTQ's calibration data: up to `n` windows of `seq_len` tokens cut from `texts`, as `input_ids`/`attention_mask`."
+    ids = [i for t in texts for i in tok(t)['input_ids'] + [tok.eos_token_id]]
+    if len(ids) < seq_len: raise ValueError(f"calibration texts hold {len(ids)} tokens, fewer than one window of {seq_len}")
+    wins = [ids[s:s + seq_len] for s in range(0, len(ids) - seq_len + 1, seq_len)][:n]
+    return [dict(input_ids=w, attention_mask=[1] * len(w)) for w in wins]
+
+def calibration_texts(k: int = 16) -> list[str]:
+    "Standard-library files a-l (the measured held-out text is m-z): code the model has not been tuned on."
+    files = sorted(Path(sysconfig.get_paths()['stdlib']).glob('[a-l]*.py'))
+    return [f.read_text(errors='ignore') for f in files[::max(1, len(files) // k)][:k]]
+
+def _gptqmodel():
+    "The `gptqmodel` package, or a one-line error saying why it is not here."
+    try: import gptqmodel
+    except ImportError: raise RuntimeError(GPTQ_MISSING) from None
+    return gptqmodel
+
+def export_gptq(src, out, dtype: str = 'int4', calibration: Sequence[dict] | None = None) -> Path:
+    "A calibrated GPTQ checkpoint of `src` (GPTQModel, on the CPU; calibration from `calibration_texts` by default)."
+    check_source(src); cfg, gm = gptq_config(dtype), _gptqmodel()
+    calibration = calibration or calibration_set(AutoTokenizer.from_pretrained(str(src)), calibration_texts())
+    model = gm.GPTQModel.load(str(src), gm.QuantizeConfig(**cfg), device='cpu')
+    model.quantize(list(calibration), batch_size=1)
+    model.save(str(out))
+    return Path(out)
+
+def is_gptq(path) -> bool:
+    "Is `path` a GPTQ checkpoint (a `config.json` whose `quantization_config` names GPTQ)?"
+    f = Path(path) / 'config.json'
+    return f.is_file() and json.loads(f.read_text()).get('quantization_config', {}).get('quant_method') == 'gptq'
+
+def load_gptq(path):
+    "The transformers model of a GPTQ checkpoint, with GPTQModel's pure-PyTorch kernel (it runs on a CPU)."
+    gm = _gptqmodel()
+    return gm.GPTQModel.load(str(path), device='cpu', backend=gm.BACKEND.GPTQ_TORCH).model.eval()
+
 # %% ../nbs/11_quantize.ipynb #cf277859
 def _fingerprint(path) -> str:
     "A short hash of a file's (or directory's files') first MiB and sizes: what identifies a backend's generations."
@@ -416,31 +465,20 @@ class TorchaoBackend(HFBackend, LocalBackend):
         self.name, self.template = f"torchao:{Path(path).name}", getattr(self.tok, 'chat_template', None)
         self._sc_fingerprint = f"torchao:{_fingerprint(path)}"
 
-class HFLocalBackend(HFBackend, LocalBackend):
-    "fp32 PyTorch (transformers) with `chat` like the others."
-    def __init__(self, path, batch_size: int = 8, dtype=torch.float32):
-        super().__init__(str(path), batch_size=batch_size, device='cpu', dtype=dtype)
-        self.template = getattr(self.tok, 'chat_template', None)
+class GPTQBackend(HFBackend, LocalBackend):
+    "Generation from a GPTQ checkpoint, in transformers with GPTQModel's kernel."
+    def __init__(self, path, batch_size: int = 8):
+        self.model, self.tok, self.batch_size, self.device = load_gptq(path), AutoTokenizer.from_pretrained(str(path)), batch_size, 'cpu'
+        if self.tok.pad_token_id is None: self.tok.pad_token = self.tok.eos_token
+        self.tok.padding_side = 'left'
+        self.name, self.template = f"gptq:{Path(path).name}", getattr(self.tok, 'chat_template', None)
+        self._sc_fingerprint = f"gptq:{_fingerprint(path)}"
 
-BACKENDS = {'hf': HFLocalBackend, 'gguf': GGUFBackend, 'ct2': CT2Backend, 'torchao': TorchaoBackend}
-
-def backend_kind(path) -> str:
-    "Which runtime reads `path`: a `.gguf` file, a CTranslate2 directory (model.bin), a torchao export, else transformers."
-    p = Path(path)
-    if p.suffix == '.gguf': return 'gguf'
-    if (p / 'model.bin').is_file(): return 'ct2'
-    if (p / 'torchao.json').is_file(): return 'torchao'
-    return 'hf'
-
-def load_backend(spec: str | Path, kind: str | None = None, **kw) -> Backend:
-    "A backend for `spec` = `'KIND:PATH'` or a path (kind from `kind`, else from the path); a one-line error otherwise."
-    s = str(spec)
-    if kind is None and ':' in s and s.split(':', 1)[0] in BACKENDS: kind, s = s.split(':', 1)
-    kind = kind or backend_kind(s)
-    if kind not in BACKENDS: raise ValueError(f"unknown backend {kind!r} (known: {', '.join(BACKENDS)})")
-    if not Path(s).exists(): raise FileNotFoundError(f"{kind} model {s} does not exist")
-    if kind != backend_kind(s): raise ValueError(f"{s} is a {backend_kind(s)} model, not {kind}")
-    return BACKENDS[kind](s, **{k: v for k, v in kw.items() if k in ('batch_size',) and kind != 'gguf'})
+# the formats of this chapter, in the generation module's registry (05b_generate): a path says which runtime reads it
+register_backend('gguf', GGUFBackend, lambda p: p.suffix == '.gguf', (), 'a GGUF file (llama.cpp)')
+register_backend('ct2', CT2Backend, lambda p: (p / 'model.bin').is_file(), ('batch_size',), 'a CTranslate2 model directory')
+register_backend('torchao', TorchaoBackend, lambda p: (p / 'torchao.json').is_file(), ('batch_size',), 'a torchao export')
+register_backend('gptq', GPTQBackend, is_gptq, ('batch_size',), 'a GPTQ checkpoint (GPTQModel)')
 
 # %% ../nbs/11_quantize.ipynb #383ddf0a
 def export(src, out_dir, formats: str | Sequence[str] | Sequence[Format], progress: bool = True,
@@ -458,6 +496,7 @@ def export(src, out_dir, formats: str | Sequence[str] | Sequence[Format], progre
             if not f16.is_file(): convert_gguf(src, f16, 'f16', progress)
             quantize_gguf(f16, dest, f.dtype, threads, progress)
         elif f.backend == 'ct2': export_ct2(src, dest, f.dtype)
+        elif f.backend == 'gptq': export_gptq(src, dest, f.dtype)
         else: export_torchao(src, dest, f.dtype)
         paths[str(f)] = dest
     return paths
@@ -488,7 +527,8 @@ class _Runner:
         elif kind == 'ct2':
             self.gen = ctranslate2.Generator(path, device='cpu', intra_threads=threads)
             self._tok = lambda: AutoTokenizer.from_pretrained(path)
-        else: self.model = load_torchao(path) if kind == 'torchao' else AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        elif kind in ('torchao', 'gptq'): self.model = load_torchao(path) if kind == 'torchao' else load_gptq(path)
+        else: self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
     def logits(self, ids: list[int]) -> np.ndarray:
         if self.kind == 'gguf':
@@ -642,6 +682,39 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append('| ' + ' | '.join(f.format(r[k]) if r.get(k) is not None else '' for k, _, f in cols) + ' |')
     return '\n'.join(lines)
 
+PANGU_CODER2 = {   # PanGu-Coder2 15B's inference table (REFERENCE §5): format -> (size GB, ms/token, HumanEval pass@1 %)
+    'fp16': (32.36, 75, 62.20), 'CTranslate2 int8': (16.29, 33, 64.63), 'GPTQ int8': (16.92, 51, 51.22), 'GPTQ int4': (9.82, 42, 51.83)}
+PANGU_OURS = {'fp16': 'hf:fp32', 'CTranslate2 int8': 'ct2:int8', 'GPTQ int8': 'gptq:int8', 'GPTQ int4': 'gptq:int4'}
+
+def inference_table(rows: list[dict], task: str | None = None) -> str:
+    "PanGu-Coder2's inference table (size, ms/token, pass@1 per format) with our row of the same format beside it."
+    got = {r['format']: r for r in rows}
+    task = task or next((t for t in ('humaneval', 'exercises') if any(f'pass@1 {t}' in r for r in rows)), 'humaneval')
+    lines = [f'| PanGu-Coder2 15B | size GB | ms/token | HumanEval pass@1 | ours | size MB | ms/token | {task} pass@1 |',
+             '|---|---|---|---|---|---|---|---|']
+    for name, (gb, ms, he) in PANGU_CODER2.items():
+        k, r = PANGU_OURS[name], got.get(PANGU_OURS[name])
+        p1 = (r or {}).get(f'pass@1 {task}')
+        ours = ('not measured | | |' if r is None else
+                f"{r['size_mb']:.2f} | {1000 / r['decode_tps']:.2f} | {'' if p1 is None else f'{p1:.1%}'} |")
+        lines.append(f'| {name} | {gb:.2f} | {ms} | {he:.2f} | {k} | {ours}')
+    return '\n'.join(lines)
+
+RELEASED_GGUF = [('stable-code-3b', 'f16', 5.59), ('stable-code-3b', 'q6_k', 2.3), ('stable-code-3b', 'q5_k_m', 1.99),
+                 ('stable-code-instruct-3b', 'q4_k_m', 1.71), ('stable-code-instruct-3b', 'q5_k_m', None)]   # REFERENCE §1
+
+def releases_table(rows: list[dict], instruct: bool) -> str:
+    "The released GGUF files, each row naming its model, like for like first (the Instruct files for an instruction model)."
+    like = 'stable-code-instruct-3b' if instruct else 'stable-code-3b'
+    got = {r['format']: r for r in rows}
+    lines = ['| released model | GGUF | released GB | this run\'s model | our file MB |', '|---|---|---|---|---|']
+    for model, q, gb in sorted(RELEASED_GGUF, key=lambda x: x[0] != like):
+        r = got.get(f'gguf:{q}')
+        ours = (f"{'instruction' if instruct else 'base'} model (tiny) | {r['size_mb']:.2f} " if r and model == like
+                else 'a different model: not compared | ' if r else 'not exported | ')
+        lines.append(f"| {model} | {q.upper()} | {'size not stated' if gb is None else gb} | {ours}|")
+    return '\n'.join(lines)
+
 def plot_size_quality(rows: list[dict], path) -> Path:
     "Size against perplexity delta and top-1 agreement, one point per format."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -674,6 +747,7 @@ def quantize_report(src, out_dir, formats: str, heldout_texts: Sequence[str], pr
                heldout=len(job['heldout']), greedy_tokens=job['greedy_tokens'], decode_tokens=job['decode_tokens']))
     (out / 'quantize.json').write_text(json.dumps(res, indent=1))
     (out / 'quantize.md').write_text(markdown_table(rows) + '\n')
+    (out / 'inference.md').write_text(inference_table(rows) + '\n')
     plot_size_quality(rows, out / 'size_vs_quality.png')
     return res
 
@@ -681,7 +755,7 @@ def quantize_report(src, out_dir, formats: str, heldout_texts: Sequence[str], pr
 def cli(argv: list[str] | None = None) -> int:
     "`stablecode quantize MODEL --to gguf:q4_k_m,ct2:int8,... --out DIR`; returns the exit code."
     ap = argparse.ArgumentParser(prog='stablecode quantize', description='Export a StableLM or GPT-NeoX checkpoint to GGUF '
-                                 '(llama.cpp), CTranslate2 and torchao formats.')
+                                 '(llama.cpp), CTranslate2, torchao and GPTQ (GPTQModel) formats.')
     ap.add_argument('model', help='checkpoint directory (config.json, safetensors, tokenizer)')
     ap.add_argument('--to', default='gguf:q4_k_m', help='comma list of formats: ' +
                     ', '.join(f'{k}:{v}' for k, vs in FORMATS.items() if k != 'hf' for v in vs) + ' (%(default)s)')

@@ -16,12 +16,12 @@ from tqdm.auto import tqdm
 from .config import ConfigError, Presets, YamlConfig, build, json_hash
 
 # %% auto #0
-__all__ = ['STAGE_INPUTS', 'STAGE_CONFIGS', 'LaunchConfig', 'write_hostfile', 'read_hostfile', 'launch_commands', 'launch_env',
-           'format_command', 'LaunchError', 'launch', 'StageConfig', 'RehearsalConfig', 'RunConfig', 'Run',
-           'project_root', 'load_run', 'notebook_parameters', 'check_notebooks', 'check_inputs', 'StageBuild',
-           'build_stage_config', 'check_configs', 'stage_hashes', 'file_sha256', 'git_info', 'package_versions',
-           'read_lock', 'environment', 'canonical_name', 'StageFailed', 'plan', 'run', 'stage_dir', 'load_run_config',
-           'launch_stage', 'cli']
+__all__ = ['STAGE_INPUTS', 'STAGE_PATHS', 'STAGE_CONFIGS', 'LaunchConfig', 'write_hostfile', 'read_hostfile', 'launch_commands',
+           'launch_env', 'format_command', 'LaunchError', 'launch', 'ServerConfig', 'server_parameters', 'StageConfig',
+           'RehearsalConfig', 'RunConfig', 'Run', 'project_root', 'load_run', 'notebook_parameters', 'check_notebooks',
+           'check_inputs', 'StageBuild', 'build_stage_config', 'check_configs', 'stage_hashes', 'file_sha256',
+           'git_info', 'package_versions', 'read_lock', 'environment', 'canonical_name', 'StageFailed', 'plan', 'run',
+           'stage_dir', 'load_run_config', 'launch_stage', 'cli']
 
 # %% ../nbs/14_run.ipynb #e1659d63
 @dataclass
@@ -148,6 +148,36 @@ def launch(lc: LaunchConfig, module: str, config_file, log_file=None, dry_run: b
         raise LaunchError(f"{lines[0]}\nexited with code {rc}" + (f"; its log is {log_file}" if log_file else ''))
     return lines
 
+# %% ../nbs/14_run.ipynb #5e7a0c02
+@dataclass
+class ServerConfig(YamlConfig):
+    "An OpenAI-compatible generation server a stage talks to: its command line, and the parameter that gets its address."
+    model: str                          # the model it serves (hub id or path); requests name it so
+    parameter: str                      # the stage parameter that receives the address
+    engine: Literal['vllm', 'llama.cpp'] = 'vllm'  # `vllm serve` or llama-cpp-python's `python -m llama_cpp.server`
+    host: str = 'localhost'             # where the stage reaches it
+    port: int = 8000                    # its port
+    args: dict[str, Any] = field(default_factory=dict)  # more flags, e.g. {tensor-parallel-size: 4}; true: a bare flag
+    address: Literal['url', 'model@url'] = 'url'  # what the parameter receives
+
+    @property
+    def url(self) -> str: return f"http://{self.host}:{self.port}/v1"
+    @property
+    def value(self) -> str: return self.url if self.address == 'url' else f"{self.model}@{self.url}"
+
+    def command(self) -> list[str]:
+        "The command line that starts this server on its host."
+        flags = [x for k, v in self.args.items() if v is not False for x in ([f"--{k}"] if v is True else [f"--{k}", str(v)])]
+        bind = '127.0.0.1' if self.host in ('localhost', '127.0.0.1') else '0.0.0.0'
+        head = ['vllm', 'serve', self.model] if self.engine == 'vllm' else ['python', '-m', 'llama_cpp.server', '--model', self.model]
+        return [*head, '--host', bind, '--port', str(self.port), *flags]
+
+def server_parameters(servers: list[ServerConfig]) -> dict[str, Any]:
+    "The parameters the servers set: each one's address (a list where several servers name one parameter)."
+    out: dict[str, list] = {}
+    for s in servers: out.setdefault(s.parameter, []).append(s.value)
+    return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
+
 # %% ../nbs/14_run.ipynb #d973563a
 _NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*')
 
@@ -160,12 +190,17 @@ class StageConfig(YamlConfig):
     module: Optional[str] = None        # entry point launched at full scale (`python -m MODULE --config FILE`)
     launch: Optional[LaunchConfig] = None  # this stage's launch; default: the run's
     cell_timeout: Optional[int] = None  # seconds a single cell may run (None: no limit)
+    servers: list[ServerConfig] = field(default_factory=list)  # generation servers; each sets one parameter (its address)
 
     def validate(self):
         if not _NAME.fullmatch(self.name): raise ConfigError(f"stage name {self.name!r}: use letters, digits, '_', '-', '.'")
         if 'run_dir' in self.parameters:
             raise ConfigError(f"stage '{self.name}': 'run_dir' is set by the runner, not in 'parameters'")
         if not self.notebook.endswith('.ipynb'): raise ConfigError(f"stage '{self.name}': notebook {self.notebook!r} is not an .ipynb")
+        for k, v in server_parameters(self.servers).items():     # the servers own these parameters
+            if self.parameters.get(k, v) != v:
+                raise ConfigError(f"stage '{self.name}': parameter '{k}' is set by its servers ({v}), not in 'parameters'")
+            self.parameters[k] = v
 
 @dataclass
 class RehearsalConfig(YamlConfig):
@@ -205,11 +240,14 @@ class RunConfig(YamlConfig):
 # %% ../nbs/14_run.ipynb #c9a1e002
 @patch
 def rehearsed(self: RunConfig) -> RunConfig:
-    "This run with its `rehearsal` overlay applied: renamed `<name>-rehearsal`, parameters replaced, one launch."
+    "This run with its `rehearsal` overlay applied: renamed `<name>-rehearsal`, parameters replaced, one launch, no servers."
     if self.rehearsal is None: raise ConfigError(f"run '{self.name}' has no 'rehearsal' section to rehearse with")
     ov = self.rehearsal
-    stages = [dataclasses.replace(s, parameters={**s.parameters, **ov.parameters.get(s.name, {})},
-                                  launch=ov.launch if s.module else None) for s in self.stages]
+    def params(s):                  # no servers: their parameters go back to the notebook's defaults, or the overlay's
+        own = {k: v for k, v in s.parameters.items() if k not in server_parameters(s.servers)}
+        return {**own, **ov.parameters.get(s.name, {})}
+    stages = [dataclasses.replace(s, parameters=params(s), launch=ov.launch if s.module else None, servers=[])
+              for s in self.stages]
     return dataclasses.replace(self, name=f"{self.name}-rehearsal", stages=stages, launch=None, rehearsal=None,
                                description=f"rehearsal of {self.name} on one machine: {self.description}")
 
@@ -272,7 +310,15 @@ def check_notebooks(run: Run, missing_ok: bool = False) -> list[str]:
 # the stage graph: the stage notebooks whose outputs (in the same run directory) a stage notebook reads
 STAGE_INPUTS = {'nbs/06_pretrain.ipynb': ['nbs/04_packing.ipynb'], 'nbs/06b_evidence.ipynb': ['nbs/06_pretrain.ipynb'],
                 'nbs/10b_sft.ipynb': ['nbs/06_pretrain.ipynb'], 'nbs/10c_dpo.ipynb': ['nbs/10b_sft.ipynb'],
-                'nbs/12_self_align.ipynb': ['nbs/06_pretrain.ipynb'], 'nbs/13_rrtf.ipynb': ['nbs/10b_sft.ipynb']}
+                'nbs/13_rrtf.ipynb': ['nbs/10b_sft.ipynb']}
+# parameters that are a path in the run directory when their first part names a stage of the run (which must then
+# come earlier); otherwise a hub id or a path outside the run (self-alignment from `bigcode/starcoder2-15b`)
+STAGE_PATHS = {'nbs/12_self_align.ipynb': ('base_model', 'seed_corpus')}
+
+def _check_done(run: Run, s: StageConfig, src: StageConfig, selected: list[StageConfig]):
+    if src not in selected and (_read_json(run.stage_dir(src)/'stage.json') or {}).get('status') != 'done':
+        raise ConfigError(f"stage '{s.name}' needs stage '{src.name}', which is not complete in {run.run_dir}; "
+                          f"run it first (without --only/--from)")
 
 def check_inputs(run: Run, selected: list[StageConfig]) -> None:
     "Every input of a selected stage comes from an earlier stage of the run (or is already complete in its directory)."
@@ -283,9 +329,13 @@ def check_inputs(run: Run, selected: list[StageConfig]) -> None:
             if not src:
                 raise ConfigError(f"{run.yaml_path}: stage '{s.name}' ({s.notebook}) reads what {need} produces, and no "
                                   f"stage before it runs {need}; add that stage before '{s.name}'")
-            if src[-1] not in selected and (_read_json(run.stage_dir(src[-1])/'stage.json') or {}).get('status') != 'done':
-                raise ConfigError(f"stage '{s.name}' needs stage '{src[-1].name}', which is not complete in {run.run_dir}; "
-                                  f"run it first (without --only/--from)")
+            _check_done(run, s, src[-1], selected)
+        for k in STAGE_PATHS.get(s.notebook, ()):
+            head = str(s.parameters.get(k) or '').split('/')[0]
+            src = [x for x in earlier if x.name == head]
+            if head in [x.name for x in run.config.stages] and not src:
+                raise ConfigError(f"{run.yaml_path}: stage '{s.name}': '{k}' reads stage '{head}', which does not run before it")
+            if src: _check_done(run, s, src[0], selected)
 
 # %% ../nbs/14_run.ipynb #c4ecf002
 @dataclass(frozen=True)
@@ -307,6 +357,7 @@ STAGE_CONFIGS = {
     'nbs/10b_sft.ipynb': [StageBuild('stablecode.sft', 'sft', 'preset_name', {'max_steps': 'max_steps'})],
     'nbs/10c_dpo.ipynb': [StageBuild('stablecode.dpo', 'dpo', 'preset_name', {'max_steps': 'max_steps',
                           'max_problems': 'pairs.max_problems', 'max_heldout': 'pairs.max_heldout'})],
+    'nbs/12_self_align.ipynb': [StageBuild('stablecode.self_align', 'self_align', 'preset_name', {'max_steps': 'max_steps'})],
     'nbs/13_rrtf.ipynb': [StageBuild('stablecode.rrtf', 'rrtf', 'preset_name', {'max_steps': 'max_steps',
                           'global_batch': 'global_batch', 'max_problems': 'pairs.max_problems', 'n_seeds': 'evol.max_seeds'})],
 }
@@ -466,6 +517,7 @@ def plan(path, from_stage: str | None = None, only: str | None = None, force: bo
         if s.module and lc:
             cmds, env = launch_commands(lc, s.module, r.stage_dir(s)/'config.yaml'), launch_env(lc)
             item['launch'] = [format_command(c, env) for c in cmds]
+        if s.servers: item['servers'] = [f"{x.host}: {shlex.join(x.command())}" for x in s.servers]
         out.append(item)
     return out
 
@@ -507,6 +559,7 @@ def _execute_stage(r: Run, s: StageConfig, h: str, old: dict, git: dict, progres
               artifacts=[], attempts=old.get('attempts', 0) + 1 if old.get('config_hash') == h else 1)
     _write_json(spath, st)
     tqdm.write(f"[{s.name}] executing {nb} -> {out}")
+    for x in s.servers: tqdm.write(f"[{s.name}] expects a server at {x.url}, started on {x.host} with: {shlex.join(x.command())}")
     before, t0, err = _snapshot(r.run_dir), time.time(), None
     try:
         pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=cfg.kernel, progress_bar=progress,
@@ -606,6 +659,7 @@ def cli(argv: list[str] | None = None) -> int:
             for p in plan(a.yaml, a.from_stage, a.only, a.force, a.run_dir, a.rehearse):
                 print(f"{p['stage']}: {p['action']}  {p['notebook']} -> {p['executed']}  (config {p['config_hash']})")
                 print(f"  parameters: {json.dumps(p['parameters'])}")
+                for l in p.get('servers', []): print(f"  [server] {l}")
                 for l in p.get('launch', []): print(f"  [dry-run] {l}")
             return 0
         m = run(a.yaml, a.from_stage, a.only, a.force, a.run_dir, progress=not a.no_progress, rehearse=a.rehearse)

@@ -11,9 +11,11 @@ from transformers import AutoTokenizer
 
 from stablecode.config import preset
 from stablecode.model import StableCodeForCausalLM
+from stablecode.generate import backend_kind, load_backend
 from stablecode.quantize import (CT2Backend, GGUFBackend, _Runner, check_source, cli, convert_gguf, export, export_ct2,
                                  export_torchao, gguf_metadata, gguf_tensor_types, gguf_type_counts, llama_cpp_dir,
-                                 load_backend, measure_job, parse_formats, quant_table, quantize_gguf, random_checkpoint)
+                                 GPTQ_MISSING, calibration_set, calibration_texts, gptq_config, inference_table, is_gptq,
+                                 measure_job, parse_formats, quant_table, quantize_gguf, random_checkpoint, releases_table)
 from stablecode.tokenizer import CHATML_TEMPLATE, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, IM_END, IM_START, save_tokenizer
 
 CODE = 'def add(x, y):\n    return x + y  # 12345 and 3.14\n\nclass Point:\n    pass\n'
@@ -210,3 +212,51 @@ def test_converter_comes_from_the_llama_cpp_python_sdist():
     import llama_cpp
     assert "llama-cpp-python" in str(d) or 'STABLECODE_LLAMA_CPP' in __import__('os').environ
     assert llama_cpp.__version__ in (d.parents[1] / 'pyproject.toml').read_text() + (d.parents[1] / 'llama_cpp' / '__init__.py').read_text()
+
+
+def have_gptqmodel() -> bool:
+    try: import gptqmodel  # noqa: F401
+    except ImportError: return False
+    return True
+
+
+def test_gptq_as_far_as_this_environment_goes(work, tmp_path, capsys):
+    """GPTQ (GPTQModel) cannot be installed beside the lock (11_quantize says why): the formats, the config, the
+    calibration set, the registry's recognition of a GPTQ checkpoint, and the one-line refusal are what is tested."""
+    assert [str(f) for f in parse_formats('gptq:int4,gptq:int8')] == ['gptq:int4', 'gptq:int8']
+    assert gptq_config('int4') == dict(bits=4, group_size=128, desc_act=False, sym=True) and gptq_config('int8')['bits'] == 8
+    with pytest.raises(ValueError, match="unknown gptq type 'fp8'"): gptq_config('fp8')
+    cal = calibration_set(work['tok'], calibration_texts(2), n=4, seq_len=32)
+    assert len(cal) == 4 and all(len(c['input_ids']) == 32 == sum(c['attention_mask']) for c in cal)
+    assert cal[0]['input_ids'] == work['tok'](calibration_texts(2)[0])['input_ids'][:32]
+    with pytest.raises(ValueError, match='fewer than one window'): calibration_set(work['tok'], ['x = 1'], seq_len=64)
+    d = tmp_path / 'gptq-int4'                      # a GPTQ checkpoint's config, as GPTQModel 7.7.0 writes it
+    d.mkdir(); cfg = json.loads((work['src'] / 'config.json').read_text())
+    cfg['quantization_config'] = dict(bits=4, group_size=128, desc_act=False, sym=True, quant_method='gptq', checkpoint_format='gptq')
+    (d / 'config.json').write_text(json.dumps(cfg))
+    assert is_gptq(d) and not is_gptq(work['src']) and backend_kind(d) == 'gptq' and backend_kind(work['src']) == 'hf'
+    with pytest.raises(ValueError, match='is a gptq model, not hf'): load_backend(d, 'hf')
+    if have_gptqmodel(): return
+    with pytest.raises(RuntimeError) as e: load_backend(d)
+    assert str(e.value) == GPTQ_MISSING and 'torch>=2.14.1' in GPTQ_MISSING and 'numpy==2.2.6' in GPTQ_MISSING
+    assert cli([str(work['src']), '--to', 'gptq:int4,gptq:int8', '--out', str(tmp_path / 'out')]) == 2
+    err = capsys.readouterr().err                 # (above it, the export progress bar)
+    assert err.strip().splitlines()[-1] == f"stablecode quantize: {GPTQ_MISSING}"
+
+
+def test_inference_and_release_tables_name_their_models():
+    rows = [dict(format='hf:fp32', size_mb=8.0, decode_tps=500.0, **{'pass@1 exercises': 0.25}),
+            dict(format='ct2:int8', size_mb=2.0, decode_tps=1000.0, **{'pass@1 exercises': 0.5}),
+            dict(format='gguf:q4_k_m', size_mb=1.5, decode_tps=800.0), dict(format='gguf:f16', size_mb=4.0, decode_tps=600.0)]
+    t = inference_table(rows).splitlines()
+    assert t[0].endswith('| exercises pass@1 |')
+    assert t[2] == '| fp16 | 32.36 | 75 | 62.20 | hf:fp32 | 8.00 | 2.00 | 25.0% |'
+    assert t[3] == '| CTranslate2 int8 | 16.29 | 33 | 64.63 | ct2:int8 | 2.00 | 1.00 | 50.0% |'
+    assert t[5] == '| GPTQ int4 | 9.82 | 42 | 51.83 | gptq:int4 | not measured | | |'
+    inst = releases_table(rows, instruct=True).splitlines()
+    assert inst[2] == "| stable-code-instruct-3b | Q4_K_M | 1.71 | instruction model (tiny) | 1.50 |"
+    assert '| stable-code-3b | F16 | 5.59 | a different model: not compared | |' in inst
+    base = releases_table(rows, instruct=False).splitlines()
+    assert base[2] == '| stable-code-3b | F16 | 5.59 | base model (tiny) | 4.00 |'
+    assert '| stable-code-instruct-3b | Q4_K_M | 1.71 | a different model: not compared | |' in base
+    assert '| stable-code-instruct-3b | Q5_K_M | size not stated | not exported | |' in base
