@@ -6,7 +6,7 @@ Docs: https://stablecode.github.io/stablecode/run.html.md"""
 
 # %% ../nbs/14_run.ipynb #15a36839
 from __future__ import annotations
-import dataclasses, hashlib, importlib, json, os, re, shlex, shutil, subprocess, sys, time, platform
+import dataclasses, hashlib, importlib, json, os, re, shlex, shutil, subprocess, sys, time, platform, urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,12 +16,12 @@ from tqdm.auto import tqdm
 from .config import ConfigError, Presets, YamlConfig, build, json_hash
 
 # %% auto #0
-__all__ = ['STAGE_INPUTS', 'STAGE_CONFIGS', 'LaunchConfig', 'write_hostfile', 'read_hostfile', 'launch_commands', 'launch_env',
-           'format_command', 'LaunchError', 'launch', 'StageConfig', 'RehearsalConfig', 'RunConfig', 'Run',
-           'project_root', 'load_run', 'notebook_parameters', 'check_notebooks', 'check_inputs', 'StageBuild',
-           'build_stage_config', 'check_configs', 'stage_hashes', 'file_sha256', 'git_info', 'package_versions',
-           'read_lock', 'environment', 'canonical_name', 'StageFailed', 'plan', 'run', 'stage_dir', 'load_run_config',
-           'launch_stage', 'cli']
+__all__ = ['STAGE_INPUTS', 'INPUT_PARAMS', 'STAGE_CONFIGS', 'LaunchConfig', 'write_hostfile', 'read_hostfile', 'launch_commands',
+           'launch_env', 'format_command', 'LaunchError', 'launch', 'StageConfig', 'RehearsalConfig', 'RunConfig',
+           'Run', 'project_root', 'load_run', 'notebook_parameters', 'check_notebooks', 'check_inputs', 'stage_inputs',
+           'StageBuild', 'build_stage_config', 'check_configs', 'server_commands', 'stage_hashes', 'file_sha256',
+           'git_info', 'package_versions', 'read_lock', 'environment', 'canonical_name', 'StageFailed', 'plan', 'run',
+           'stage_dir', 'load_run_config', 'launch_stage', 'cli']
 
 # %% ../nbs/14_run.ipynb #e1659d63
 @dataclass
@@ -278,7 +278,7 @@ def check_inputs(run: Run, selected: list[StageConfig]) -> None:
     "Every input of a selected stage comes from an earlier stage of the run (or is already complete in its directory)."
     for s in selected:
         earlier = run.config.stages[:[x.name for x in run.config.stages].index(s.name)]
-        for need in STAGE_INPUTS.get(s.notebook, []):
+        for need in stage_inputs(s):
             src = [x for x in earlier if x.notebook == need]
             if not src:
                 raise ConfigError(f"{run.yaml_path}: stage '{s.name}' ({s.notebook}) reads what {need} produces, and no "
@@ -286,6 +286,16 @@ def check_inputs(run: Run, selected: list[StageConfig]) -> None:
             if src[-1] not in selected and (_read_json(run.stage_dir(src[-1])/'stage.json') or {}).get('status') != 'done':
                 raise ConfigError(f"stage '{s.name}' needs stage '{src[-1].name}', which is not complete in {run.run_dir}; "
                                   f"run it first (without --only/--from)")
+
+# %% ../nbs/14_run.ipynb #b7e1a001
+# a stage input that a parameter may take from outside the run: set to null in the YAML, the stage reads no earlier
+# stage's output (rrtf's student is then its preset's model, e.g. StarCoder 15B for PanGu-Coder2: no SFT stage)
+INPUT_PARAMS = {('nbs/13_rrtf.ipynb', 'nbs/10b_sft.ipynb'): 'sft_model'}
+
+def stage_inputs(s: StageConfig) -> list[str]:
+    "The stage notebooks whose outputs stage `s` reads in its run (`STAGE_INPUTS`, less those `INPUT_PARAMS` sets to null)."
+    null = lambda k: k is not None and k in s.parameters and s.parameters[k] is None
+    return [n for n in STAGE_INPUTS.get(s.notebook, []) if not null(INPUT_PARAMS.get((s.notebook, n)))]
 
 # %% ../nbs/14_run.ipynb #c4ecf002
 @dataclass(frozen=True)
@@ -308,7 +318,8 @@ STAGE_CONFIGS = {
     'nbs/10c_dpo.ipynb': [StageBuild('stablecode.dpo', 'dpo', 'preset_name', {'max_steps': 'max_steps',
                           'max_problems': 'pairs.max_problems', 'max_heldout': 'pairs.max_heldout'})],
     'nbs/13_rrtf.ipynb': [StageBuild('stablecode.rrtf', 'rrtf', 'preset_name', {'max_steps': 'max_steps',
-                          'global_batch': 'global_batch', 'max_problems': 'pairs.max_problems', 'n_seeds': 'evol.max_seeds'})],
+                          'global_batch': 'global_batch', 'max_problems': 'pairs.max_problems', 'n_seeds': 'evol.max_seeds',
+                          'teachers': 'teachers'})],
 }
 
 def _nested(fields: dict, key: str, value) -> dict:
@@ -344,6 +355,23 @@ def check_configs(run: Run, selected: list[StageConfig]) -> None:
                 msg = ' '.join(str(e).split())
                 raise ConfigError(f"{run.yaml_path}: stage '{s.name}': parameter '{b.param}' ({s.parameters.get(b.param)!r}): {msg}") from None
 
+
+# %% ../nbs/14_run.ipynb #b7e1a004
+_SERVER_SPEC = re.compile(r'(\S+?)@(https?://\S+)')      # 'MODEL@URL', as the generation chapter's OpenAIBackend is named
+
+def server_commands(parameters: dict) -> list[str]:
+    "The vLLM command serving each 'MODEL@URL' that a stage's parameters name (in lists and dicts too), each once, by host."
+    found = []
+    def walk(v):
+        if isinstance(v, str) and (m := _SERVER_SPEC.fullmatch(v)): found.append(m.groups())
+        elif isinstance(v, (list, tuple)): [walk(x) for x in v]
+        elif isinstance(v, dict): [walk(x) for x in v.values()]
+    walk(parameters)
+    out = []
+    for model, url in dict.fromkeys(found):
+        u = urllib.parse.urlsplit(url)
+        out.append(f"on {u.hostname}: " + shlex.join(['vllm', 'serve', model, '--host', '0.0.0.0', '--port', str(u.port or 80)]))
+    return list(dict.fromkeys(out))
 
 # %% ../nbs/14_run.ipynb #62d40bda
 def stage_hashes(cfg: RunConfig) -> dict[str, str]:
@@ -466,6 +494,7 @@ def plan(path, from_stage: str | None = None, only: str | None = None, force: bo
         if s.module and lc:
             cmds, env = launch_commands(lc, s.module, r.stage_dir(s)/'config.yaml'), launch_env(lc)
             item['launch'] = [format_command(c, env) for c in cmds]
+        if (servers := server_commands(s.parameters)): item['servers'] = servers      # started before the stage
         out.append(item)
     return out
 
@@ -606,6 +635,7 @@ def cli(argv: list[str] | None = None) -> int:
             for p in plan(a.yaml, a.from_stage, a.only, a.force, a.run_dir, a.rehearse):
                 print(f"{p['stage']}: {p['action']}  {p['notebook']} -> {p['executed']}  (config {p['config_hash']})")
                 print(f"  parameters: {json.dumps(p['parameters'])}")
+                for l in p.get('servers', []): print(f"  [server] {l}")
                 for l in p.get('launch', []): print(f"  [dry-run] {l}")
             return 0
         m = run(a.yaml, a.from_stage, a.only, a.force, a.run_dir, progress=not a.no_progress, rehearse=a.rehearse)
