@@ -54,7 +54,7 @@ def base(tmp_path_factory):
 
 def _recipe(base, out, **kw) -> RRTFRecipe:
     return RRTFRecipe.from_dict(dict(model=str(base / 'base'), out_dir=str(out), data=str(base / 'train.jsonl'), sources=[dict(name='exercises')],
-                                     max_steps=3, global_batch=4, micro_batch=2, lr=1e-3, max_length=256, warmup=0.0, progress=False,
+                                     max_steps=3, global_batch=4, micro_batch=2, lr=1e-3, max_length=256, warmup=0.0, progress=False, problems='task',
                                      logging_steps=1) | kw)
 
 def _launch(recipe, cfg_file, nproc=1):
