@@ -10,7 +10,7 @@ Docs: https://stablecode.github.io/stablecode/rrtf.html.md"""
 
 # %% ../nbs/13_rrtf.ipynb #ac4951b6
 from __future__ import annotations
-import ast, json, random, re, sys
+import ast, json, random, re, sys, warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -143,7 +143,7 @@ RRTF_PRESETS = Presets('rrtf', RRTFRecipe, {
         sources=[dict(name='exercises'), dict(name='offline')],
         epochs=1, global_batch=8, micro_batch=4, lr=1e-4, schedule='cosine', warmup=0.1, max_length=512,
         precision='fp32', zero_stage=1, logging_steps=1,
-        problems='evolved+task', teachers=['runs/tiny/dpo/hf'],   # the strongest model of the tiny run teaches
+        problems='evolved+task', teachers=['runs/tiny/dpo/hf'],   # the tiny run's final instruction model teaches
         temperatures=[0.8], pairs=dict(task='exercises-train', max_problems=96, max_heldout=32, samples=4, max_new_tokens=160),
         evol=dict(max_seeds=6, max_new_tokens=96), tests=dict(max_new_tokens=160)),
 })
@@ -277,8 +277,10 @@ def teacher_messages(instruction: str, cfg: TeacherTestsConfig, system: str = SY
             dict(role='user', content=TEACHER_TEMPLATE.format(n=cfg.n_tests, instruction=instruction.strip()))]
 
 def _tree(code: str):
-    try: return ast.parse(code)
-    except (SyntaxError, ValueError): return None
+    with warnings.catch_warnings():                 # a model's code: no SyntaxWarning noise for what does not parse
+        warnings.simplefilter('ignore')
+        try: return ast.parse(code)
+        except (SyntaxError, ValueError): return None
 
 def parse_teacher(text: str, max_checks: int = 10) -> dict:
     "The teacher's solution and checks (one-line asserts or doctest examples that call a function it defines), or why not."
