@@ -10,32 +10,37 @@ Docs: https://stablecode.github.io/stablecode/rrtf.html.md"""
 
 # %% ../nbs/13_rrtf.ipynb #ac4951b6
 from __future__ import annotations
-import json, random, re, sys
+import ast, json, random, re, sys, warnings
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 import datasets
 import torch
 from fastcore.basics import patch
-from transformers import Trainer, TrainingArguments
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 from trl.trainer.utils import selective_log_softmax
-from .benchmarks import Problem, load_humaneval, load_task, read_jsonl
+from .benchmarks import PY_STOP, Problem, load_humaneval, load_task, read_jsonl
 from .config import ConfigError, Presets, YamlConfig
 from .data import FULL_DECONT, DecontConfig, Decontaminate, SubstringIndex, benchmark_problems
-from .dpo import PairsConfig, ranked_samples
-from .eval import SYSTEM, chat_messages, outcome_rank
-from .generate import Backend, OpenAIBackend
+from .dpo import PairsConfig, sample_answers
+from .eval import SYSTEM, chat_answer, chat_messages, execution_outcomes, extract_code, outcome_rank
+from .generate import Backend, HFBackend, OpenAIBackend
 from .instruct_data import SFT_LOADERS, SourceSpec, is_code_related, user_text
 from .pretrain import init_distributed
+from .sandbox import run_batch
 from .sft import TrainRecipe, entry, fit, grad_accum, load_chat_model, trl_args
-from .tokenizer import chat_text, get_prompt_format
+from .tokenizer import EOT, chat_text, format_tokens, get_prompt_format, set_chat_template
 
 # %% auto #0
-__all__ = ['EVOL_OPS', 'RRTF_PRESETS', 'rrtf_preset', 'EVOL_TEMPLATE', 'EVOL_DROPS', 'cli', 'EvolConfig', 'RRTFRecipe',
-           'evol_messages', 'seed_ops', 'statement', 'BenchmarkOverlap', 'drop_reason', 'seed_instructions', 'evolve',
-           'evol_funnel', 'teacher_backends', 'rrtf_samples', 'rrtf_scores', 'teacher_below_student', 'rrtf_rows',
-           'rank_loss', 'rrtf_loss', 'RRTFArguments', 'RRTFCollator', 'response_logps', 'RRTFTrainer', 'clean_rows',
-           'train_rrtf', 'main']
+__all__ = ['EVOL_OPS', 'TEACHER', 'RRTF_PRESETS', 'rrtf_preset', 'EVOL_TEMPLATE', 'EVOL_DROPS', 'TEACHER_TEMPLATE', 'TEST_DROPS',
+           'OWN_MODEL_TYPES', 'cli', 'PANGU_CODER2_RESULTS', 'PANGU_CODER2_INFERENCE', 'EvolConfig', 'is_server',
+           'TeacherTestsConfig', 'RRTFRecipe', 'evol_messages', 'seed_ops', 'statement', 'BenchmarkOverlap',
+           'drop_reason', 'seed_instructions', 'evolve', 'evol_funnel', 'teacher_messages', 'parse_teacher',
+           'teacher_tests', 'check_tests', 'evolved_problem', 'teacher_funnel', 'backend_for', 'teacher_backends',
+           'rrtf_samples', 'rrtf_scores', 'teacher_below_student', 'rrtf_rows', 'rank_loss', 'rrtf_loss',
+           'RRTFArguments', 'RRTFCollator', 'response_logps', 'RRTFTrainer', 'clean_rows', 'load_policy', 'train_rrtf',
+           'main', 'results_table']
 
 # %% ../nbs/13_rrtf.ipynb #4b3ffd09
 EVOL_OPS = {   # WizardCoder's code-evolution methods, the five PanGu-Coder2 names (REFERENCE §5)
@@ -66,41 +71,81 @@ class EvolConfig(YamlConfig):
             raise ConfigError(f"EvolConfig: 'ops_per_seed' must be in 1..{len(self.ops)}, got {self.ops_per_seed}")
         if self.rounds < 1 or self.temperature <= 0: raise ConfigError("EvolConfig: 'rounds' >= 1 and 'temperature' > 0")
 
+_SERVER = re.compile(r'(\S+?)@(https?://\S+)')
+
+def is_server(spec: str) -> bool:
+    "Whether a model spec names an OpenAI-compatible server ('MODEL@URL') rather than a local checkpoint."
+    return _SERVER.fullmatch(spec) is not None
+
+@dataclass
+class TeacherTestsConfig(YamlConfig):
+    "How an evolved problem gets a solution and tests from the first teacher, and when its tests are kept."
+    n_tests: int = 5                            # tests asked for (unstated in the paper: our choice)
+    min_checks: int = 1                         # checks the teacher's own solution must pass for the tests to be kept
+    max_checks: int = 10                        # at most this many checks kept per problem
+    temperature: float = 0.0                    # the teacher answers greedily (unstated: our choice)
+    max_new_tokens: int = 512                   # length cap of the teacher's solution + tests
+    timeout: float = 10.0                       # seconds per check in the sandbox
+
+    def validate(self):
+        if not 1 <= self.min_checks <= self.max_checks:
+            raise ConfigError(f"TeacherTestsConfig: need 1 <= 'min_checks' <= 'max_checks', got {self.min_checks}, {self.max_checks}")
+
 @dataclass
 class RRTFRecipe(TrainRecipe):
     "RRTF from the SFT model: ranking loss + fine-tuning loss on responses ranked by tests and teacher."
     data: str = ''                              # the ranked training rows (`rrtf_rows`, JSONL): prompt, responses, scores
     weighting: Literal['none', 'gap'] = 'none'  # each pair's term times its score gap ('gap'): not confirmed in the paper
     temperatures: list[float] = field(default_factory=lambda: [0.8])  # student sampling temperatures
-    teachers: list[str] = field(default_factory=list)  # teacher models as 'MODEL@URL' (OpenAI-compatible servers)
-    pairs: PairsConfig = field(default_factory=PairsConfig)  # problems, samples, execution (reference=True: a teacher)
+    teachers: list[str] = field(default_factory=list)  # 'MODEL@URL' (an OpenAI-compatible server) or a local checkpoint;
+                                                # the first also writes the evolved problems' solutions and tests
+    problems: Literal['evolved', 'evolved+task', 'task'] = 'evolved'  # what is ranked: the evolved problems with the
+                                                # teacher's tests (PanGu-Coder2's), and/or the training split `pairs.task`
+    pairs: PairsConfig = field(default_factory=PairsConfig)  # samples, execution (reference=True: the reference
+                                                # solution, or the teacher's tested one, joins as a teacher response)
     evol: EvolConfig = field(default_factory=EvolConfig)     # Evol-Instruct on the seeds (`sources`)
+    tests: TeacherTestsConfig = field(default_factory=TeacherTestsConfig)  # the teacher's tests of evolved problems
 
     def validate(self):
         super().validate()
         if not self.temperatures or min(self.temperatures) <= 0:
             raise ConfigError(f"RRTFRecipe: 'temperatures' must be positive sampling temperatures, got {self.temperatures}")
         for t in self.teachers:
-            if '@' not in t: raise ConfigError(f"RRTFRecipe: teacher {t!r} is not 'MODEL@URL' (an OpenAI-compatible server)")
+            if not t or ('@' in t and not is_server(t)):
+                raise ConfigError(f"RRTFRecipe: teacher {t!r} is neither 'MODEL@URL' (an OpenAI-compatible server) nor a checkpoint")
+        if 'evolved' in self.problems and not self.teachers:
+            raise ConfigError(f"RRTFRecipe: problems {self.problems!r} need a teacher to write the evolved problems' tests; 'teachers' is empty")
 
 # %% ../nbs/13_rrtf.ipynb #4709c084
+TEACHER = 'Qwen/Qwen2.5-Coder-32B-Instruct@http://teacher:8000/v1'   # unstated in REFERENCE §5: our choice of a strong
+                                                                     # open model behind a vLLM server on host `teacher`
 RRTF_PRESETS = Presets('rrtf', RRTFRecipe, {
-    'stable-code-instruct-3b': dict(
-        model='runs/stable-code-instruct-3b/sft/hf', out_dir='runs/stable-code-instruct-3b/rrtf',
-        data='runs/stable-code-instruct-3b/rrtf/train.jsonl',
+    'pangu-coder2': dict(                                 # REFERENCE §5: StarCoder 15B, batch 512, 6 epochs
+        model='bigcode/starcoder', out_dir='runs/pangu-coder2/rrtf', data='runs/pangu-coder2/rrtf/train.jsonl',
         sources=[dict(name='code_alpaca')],               # Evol-Instruct's seeds: CodeAlpaca-20k
         decontamination=dict(extra=FULL_DECONT),         # every evaluated task (from the hub)
         epochs=6, global_batch=512, micro_batch=1, lr=2e-5, schedule='cosine', warmup=0.03, max_length=2048,
         precision='bf16', zero_stage=1, activation_checkpointing=True, save_steps=100, logging_steps=10,
-        temperatures=[0.2, 0.8], pairs=dict(task='mbpp-train', heldout_task='exercises', samples=4, max_new_tokens=512),
-        evol=dict(temperature=0.7, max_new_tokens=512)),
+        problems='evolved', teachers=[TEACHER], temperatures=[0.2, 0.8],
+        pairs=dict(samples=4, max_new_tokens=512), evol=dict(temperature=0.7, max_new_tokens=512),
+        tests=dict(max_new_tokens=1024)),
+    'stable-code-instruct-3b': dict(                      # the same recipe on this project's SFT model
+        model='runs/stable-code-instruct-3b/sft/hf', out_dir='runs/stable-code-instruct-3b/rrtf',
+        data='runs/stable-code-instruct-3b/rrtf/train.jsonl',
+        sources=[dict(name='code_alpaca')], decontamination=dict(extra=FULL_DECONT),
+        epochs=6, global_batch=512, micro_batch=1, lr=2e-5, schedule='cosine', warmup=0.03, max_length=2048,
+        precision='bf16', zero_stage=1, activation_checkpointing=True, save_steps=100, logging_steps=10,
+        problems='evolved', teachers=[TEACHER], temperatures=[0.2, 0.8],
+        pairs=dict(samples=4, max_new_tokens=512), evol=dict(temperature=0.7, max_new_tokens=512),
+        tests=dict(max_new_tokens=1024)),
     'tiny': dict(
         model='runs/tiny/sft/hf', out_dir='runs/tiny/rrtf', data='runs/tiny/rrtf/train.jsonl',
         sources=[dict(name='exercises'), dict(name='offline')],
         epochs=1, global_batch=8, micro_batch=4, lr=1e-4, schedule='cosine', warmup=0.1, max_length=512,
         precision='fp32', zero_stage=1, logging_steps=1,
+        problems='evolved+task', teachers=['runs/tiny/dpo/hf'],   # the tiny run's final instruction model teaches
         temperatures=[0.8], pairs=dict(task='exercises-train', max_problems=96, max_heldout=32, samples=4, max_new_tokens=160),
-        evol=dict(max_seeds=6, max_new_tokens=96)),
+        evol=dict(max_seeds=6, max_new_tokens=96), tests=dict(max_new_tokens=160)),
 })
 rrtf_preset = RRTF_PRESETS
 
@@ -213,22 +258,113 @@ def evol_funnel(rows: list[dict]) -> dict:
     return dict(attempts=len(rows), kept=sum(r['drop'] is None for r in rows), dropped={k: v for k, v in drops.items() if v},
                 per_op=per_op)
 
+# %% ../nbs/13_rrtf.ipynb #a1c0e002
+TEACHER_TEMPLATE = ("Solve the programming problem below in Python, then test your solution.\n"
+                    "Reply with two code blocks: first the solution (a function, with the imports it needs), then {n} tests, "
+                    "each one line `assert <a call of your function> == <the expected value>`.\n\n{instruction}")
+TEST_DROPS = {   # rule -> what it drops (the first that applies)
+    'no_solution': 'no code that parses and defines a function',
+    'no_tests': 'no one-line assert (or doctest example) that calls a function of the solution',
+    'tests_fail': "fewer than `min_checks` checks pass with the teacher's own solution (in the sandbox)",
+}
+_BLOCK = re.compile(r'```[\w+#-]*\n(.*?)(?:```|$)', re.S)
+_DOCTEST = re.compile(r'^\s*>>> (.+)\n\s*([^\s>].*)$', re.M)
+
+def teacher_messages(instruction: str, cfg: TeacherTestsConfig, system: str = SYSTEM) -> list[dict]:
+    "The conversation that asks the teacher for a solution of `instruction` and tests of it."
+    if not instruction.strip(): raise ValueError("teacher_messages: empty instruction")
+    return [dict(role='system', content=system),
+            dict(role='user', content=TEACHER_TEMPLATE.format(n=cfg.n_tests, instruction=instruction.strip()))]
+
+def _tree(code: str):
+    with warnings.catch_warnings():                 # a model's code: no SyntaxWarning noise for what does not parse
+        warnings.simplefilter('ignore')
+        try: return ast.parse(code)
+        except (SyntaxError, ValueError): return None
+
+def parse_teacher(text: str, max_checks: int = 10) -> dict:
+    "The teacher's solution and checks (one-line asserts or doctest examples that call a function it defines), or why not."
+    code, checks = [], []
+    for b in _BLOCK.findall(text) or [text]:
+        for line in b.split('\n'): (checks if line.startswith('assert ') else code).append(line)
+    checks += [f"assert {a.strip()} == {b.strip()}" for a, b in _DOCTEST.findall(text)]
+    solution = '\n'.join(code).strip() + '\n'
+    tree = _tree(solution)
+    defs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)} if tree else set()
+    if not defs: return dict(solution=None, checks=[], why='no_solution')
+    calls = lambda t: {n.func.id for n in ast.walk(t) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    kept = list(dict.fromkeys(c for c in checks if (t := _tree(c)) is not None and calls(t) & defs))[:max_checks]
+    return dict(solution=solution, checks=kept, why=None if kept else 'no_tests')
+
+def teacher_tests(teacher: Backend, instructions: Sequence[str], cfg: TeacherTestsConfig, prompt_format: str = 'chatml') -> list[dict]:
+    "Per instruction: the teacher's answer, its solution and checks, and why it has none (None: parsed)."
+    if not instructions: return []
+    stops = list(get_prompt_format(prompt_format).stops)
+    prompts = [chat_text(teacher_messages(i, cfg), prompt_format=prompt_format) for i in instructions]
+    texts = [o[0] for o in teacher.generate(prompts, [stops] * len(prompts), n=1, temperature=cfg.temperature, top_p=1.0,
+                                            max_new_tokens=cfg.max_new_tokens)]
+    return [dict(instruction=i, answer=t, teacher=teacher.name, **parse_teacher(t, cfg.max_checks)) for i, t in zip(instructions, texts)]
+
+def check_tests(rows: list[dict], cfg: TeacherTestsConfig, progress: bool = False, allow_weak_sandbox: bool = False) -> list[dict]:
+    "Each parsed solution run against each of its checks (untrusted tests); a row keeps the checks it passes, or why not."
+    jobs = [(k, c) for k, r in enumerate(rows) if r['why'] is None for c in r['checks']]
+    res = run_batch([dict(program=rows[k]['solution'], tests=c, trusted_tests=False) for k, c in jobs], timeout=cfg.timeout,
+                    progress=progress, allow_weak=allow_weak_sandbox) if jobs else []
+    passed = {}
+    for (k, c), r in zip(jobs, res):
+        if r.passed: passed.setdefault(k, []).append(c)
+    out = []
+    for k, r in enumerate(rows):
+        ok = passed.get(k, [])
+        why = r['why'] or (None if len(ok) >= cfg.min_checks else 'tests_fail')
+        out.append(dict(r, checks=ok if why is None else r['checks'], checks_written=len(r['checks']), why=why))
+    return out
+
+def evolved_problem(i: int, r: dict) -> Problem:
+    "An evolved instruction with the teacher's tested solution and checks, as a problem in MBPP's shape (first check shown)."
+    text = r['instruction'].strip().replace('"""', "'''")
+    return Problem('evol', f'evol/{i}', f'"""\n{text}\n{r["checks"][0]}\n"""\n', '\n'.join(r['checks']) + '\n',
+                   stop=PY_STOP[1:] + ['\n"""'], canonical=r['solution'], prefix_in_program=False, checks=list(r['checks']))
+
+def teacher_funnel(rows: list[dict]) -> dict:
+    "Problems, those with valid tests, and the drops by rule (in `TEST_DROPS` order)."
+    return dict(problems=len(rows), valid=sum(r['why'] is None for r in rows),
+                dropped={k: n for k in TEST_DROPS if (n := sum(r['why'] == k for r in rows))})
+
 # %% ../nbs/13_rrtf.ipynb #f79514eb
-def teacher_backends(names: Sequence[str]) -> list[Backend]:
-    "Teachers named 'MODEL@URL': OpenAI-compatible completion servers (vLLM, llama.cpp's server)."
-    return [OpenAIBackend(url, model) for model, _, url in (t.partition('@') for t in names)]
+def backend_for(spec: str, root=None, batch_size: int = 32) -> Backend:
+    "A generation backend: 'MODEL@URL' is an OpenAI-compatible server (vLLM, llama.cpp's), else a checkpoint (relative to `root`)."
+    if is_server(spec):
+        model, url = _SERVER.fullmatch(spec).groups()
+        return OpenAIBackend(url, model)
+    path = Path(root) / spec if root is not None and not Path(spec).is_absolute() else Path(spec)
+    if not (path / 'config.json').exists(): raise FileNotFoundError(f"model {spec!r}: no checkpoint at {path} (nor 'MODEL@URL')")
+    return HFBackend(str(path), batch_size=batch_size)
+
+def teacher_backends(names: Sequence[str], root=None) -> list[Backend]:
+    "The teachers' backends (see `backend_for`)."
+    return [backend_for(t, root) for t in names]
 
 def rrtf_samples(student: Backend, problems: Sequence[Problem], cfg: PairsConfig, temperatures: Sequence[float] = (0.8,),
-                 teachers: Sequence[Backend] = (), prompt_format: str = 'chatml', progress: bool = True) -> list[list[dict]]:
-    "Per problem, every response executed and classified: the student's at each temperature, then each teacher's."
-    out = [[] for _ in problems]
-    for k, t in enumerate(temperatures):      # the reference solution (a teacher) joins once, with the first temperature
-        got = ranked_samples(student, problems, replace(cfg, temperature=t, reference=cfg.reference and k == 0), prompt_format, progress)
-        for o, ss in zip(out, got): o += [dict(s, temperature=t, teacher='reference solution' if s['reference'] else None) for s in ss]
+                 teachers: Sequence[Backend] = (), prompt_format: str = 'chatml', progress: bool = True,
+                 trusted_tests: bool = True,            # False where a model wrote the tests (the evolved problems)
+                 reference_name: str = 'reference solution', allow_weak_sandbox: bool = False) -> list[list[dict]]:
+    "Per problem, every response executed and classified: the student's at each temperature, the reference, each teacher's."
+    got, meta = [[] for _ in problems], [[] for _ in problems]
+    def add(answers, **m):
+        for g, mt, a in zip(got, meta, answers): g += a; mt += [m] * len(a)
+    for k, t in enumerate(temperatures):       # the reference solution (a teacher) joins once, after the first temperature
+        add(sample_answers(student, problems, cfg.samples, t, cfg.top_p, cfg.max_new_tokens, prompt_format), temperature=t, reference=False, teacher=None)
+        if k == 0 and cfg.reference:
+            add([[chat_answer(p, p.canonical)] if p.canonical else [] for p in problems], temperature=t, reference=True, teacher=reference_name)
     for tb in teachers:
-        got = ranked_samples(tb, problems, replace(cfg, reference=False), prompt_format, progress)
-        for o, ss in zip(out, got): o += [dict(s, reference=True, teacher=tb.name) for s in ss]
-    return out
+        add(sample_answers(tb, problems, cfg.samples, cfg.temperature, cfg.top_p, cfg.max_new_tokens, prompt_format),
+            temperature=cfg.temperature, reference=True, teacher=tb.name)
+    codes = [[extract_code(a, p) for a in ans] for p, ans in zip(problems, got)]
+    outs = execution_outcomes(problems, codes, timeout=cfg.timeout, progress=progress, trusted_tests=trusted_tests,
+                              allow_weak_sandbox=allow_weak_sandbox)
+    return [[dict(answer=a, program=p.solution(c), **m, **o) for a, c, m, o in zip(ans, cs, ms, os_)]
+            for p, ans, cs, ms, os_ in zip(problems, got, codes, meta, outs)]
 
 # %% ../nbs/13_rrtf.ipynb #7cc90335
 def _key(s: dict) -> tuple: return (*outcome_rank(s), bool(s.get('reference')))
@@ -253,7 +389,7 @@ def rrtf_rows(problems: Sequence[Problem], ranked: Sequence[Sequence[dict]]) -> 
         ss = list(uniq.values())
         if not ss: counts['no_responses'] += 1; continue
         if teacher_below_student(ss): counts['teacher_below_student'] += 1; continue
-        rows.append(dict(task_id=p.task_id, prompt=chat_messages(p), responses=[s['answer'] for s in ss], scores=rrtf_scores(ss),
+        rows.append(dict(task_id=p.task_id, task=p.task, prompt=chat_messages(p), responses=[s['answer'] for s in ss], scores=rrtf_scores(ss),
                          teacher=[bool(s.get('reference')) for s in ss], outcomes=[s['outcome'] for s in ss]))
         counts['kept'] += 1; counts['responses'] += len(ss)
     return rows, counts
@@ -342,6 +478,20 @@ def clean_rows(rows: list[dict], cfg: DecontConfig) -> tuple[list[dict], int]:
     kept = [x for x in rows if dec.match(text(x)) is None]
     return kept, len(rows) - len(kept)
 
+OWN_MODEL_TYPES = ('stablelm', 'stablelm_epoch', 'gpt_neox')   # what the project's model class loads
+
+def load_policy(path: str, prompt_format: str = 'chatml', precision: str = 'fp32'):
+    "The model RRTF trains and its chat tokenizer: the project's class for its checkpoints, else stock transformers (StarCoder)."
+    if AutoConfig.from_pretrained(path).model_type in OWN_MODEL_TYPES: return load_chat_model(path, prompt_format, precision)
+    tok = AutoTokenizer.from_pretrained(path)
+    missing = [t for t in format_tokens(prompt_format) if t not in tok.get_vocab()]
+    if missing: tok.add_special_tokens({'additional_special_tokens': missing})     # e.g. ChatML's on StarCoder's vocabulary
+    set_chat_template(tok, prompt_format)
+    if tok.pad_token is None: tok.pad_token = tok.eos_token or EOT
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if precision == 'bf16' else torch.float32)
+    if len(tok) > model.get_input_embeddings().num_embeddings: model.resize_token_embeddings(len(tok))
+    return model, tok
+
 def train_rrtf(r: RRTFRecipe) -> dict:
     "RRTF-train `r.model` on the ranked rows `r.data` (this process group; started here when there is none); the summary."
     rank, world = init_distributed()
@@ -349,12 +499,13 @@ def train_rrtf(r: RRTFRecipe) -> dict:
     if not r.data or not Path(r.data).is_file(): raise FileNotFoundError(f"RRTF rows {r.data!r} not found (the stage writes them)")
     rows, contaminated = clean_rows(read_jsonl(r.data), r.decontamination)
     if not rows: raise ValueError(f"{r.data}: no ranked rows (after decontamination: {contaminated} dropped): nothing to train on")
-    model, tok = load_chat_model(r.model, r.prompt_format, r.precision)
+    model, tok = load_policy(r.model, r.prompt_format, r.precision)
     args = trl_args(r, RRTFArguments, world, remove_unused_columns=False)
     trainer = RRTFTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok,
                           data_collator=RRTFCollator(tok, r.max_length), weighting=r.weighting)
     parts = lambda: dict(parts=[{k: h[k] for k in ('step', 'rank_loss', 'ft_loss')} for h in trainer.state.log_history if 'rank_loss' in h])
-    counts = dict(rows=len(rows), contaminated=contaminated, responses=sum(len(x['responses']) for x in rows))
+    counts = dict(rows=len(rows), contaminated=contaminated, responses=sum(len(x['responses']) for x in rows),
+                  tasks=dict(Counter(x.get('task', 'unknown') for x in rows)))      # rows per source ('evol': the evolved problems)
     return fit(trainer, r, tok, counts, after=parts, weighting=r.weighting)
 
 def main(argv: list[str] | None = None) -> int:
@@ -366,3 +517,21 @@ cli = main
 # %% ../nbs/13_rrtf.ipynb #948c464b
 import builtins
 if __name__ == '__main__' and not hasattr(builtins, 'get_ipython'): sys.exit(main())     # not when a notebook runs this cell
+
+# %% ../nbs/13_rrtf.ipynb #a1c0e005
+PANGU_CODER2_RESULTS = [   # (benchmark, protocol, value) of PanGu-Coder2 15B, REFERENCE §5 (the paper's, not ours)
+    ('HumanEval pass@1 (%)', 'n=200, T=0.2', 61.64), ('HumanEval pass@1 (%)', 'greedy', 62.20),
+    ('CoderEval pass@1 (%)', '', 38.26),
+    ('LeetCode solved, easy', '', 32), ('LeetCode solved, medium', '', 30), ('LeetCode solved, hard', '', 10)]
+PANGU_CODER2_INFERENCE = [   # (format, size GB, ms/token, HumanEval pass@1 % greedy) of the 15B model, REFERENCE §5
+    ('fp16', 32.36, 75, 62.20), ('CTranslate2 int8', 16.29, 33, 64.63), ('GPTQ int8', 16.92, 51, 51.22), ('GPTQ int4', 9.82, 42, 51.83)]
+
+def results_table(ours: dict[str, float | None], benchmark: str, problems: int) -> str:
+    "A Markdown table: this run's pass@1 per model (`ours`, shares) beside PanGu-Coder2's published rows, each labelled."
+    rows = [f"| {m} (this run) | {benchmark}, {problems} problems | greedy | {'–' if v is None else f'{100 * v:.1f}'} |"
+            for m, v in ours.items()]
+    rows += [f"| PanGu-Coder2 15B (paper) | {b} | {p or '–'} | {v} |" for b, p, v in PANGU_CODER2_RESULTS]
+    inf = [f"| {f} | {s} | {ms} | {he} |" for f, s, ms, he in PANGU_CODER2_INFERENCE]
+    return '\n'.join(['| model | benchmark | protocol | pass@1 (%) or solved |', '|---|---|---|---|', *rows, '',
+                      "PanGu-Coder2 15B's inference table (the paper's):", '',
+                      '| format | size (GB) | ms/token | HumanEval pass@1 (%) |', '|---|---|---|---|', *inf]) + '\n'

@@ -6,7 +6,7 @@ Docs: https://stablecode.github.io/stablecode/run.html.md"""
 
 # %% ../nbs/14_run.ipynb #15a36839
 from __future__ import annotations
-import dataclasses, hashlib, importlib, json, os, re, shlex, shutil, subprocess, sys, time, platform
+import dataclasses, hashlib, importlib, json, os, re, shlex, shutil, subprocess, sys, time, platform, urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,12 +16,13 @@ from tqdm.auto import tqdm
 from .config import ConfigError, Presets, YamlConfig, build, json_hash
 
 # %% auto #0
-__all__ = ['STAGE_INPUTS', 'STAGE_PATHS', 'STAGE_CONFIGS', 'LaunchConfig', 'write_hostfile', 'read_hostfile', 'launch_commands',
-           'launch_env', 'format_command', 'LaunchError', 'launch', 'ServerConfig', 'server_parameters', 'StageConfig',
-           'RehearsalConfig', 'RunConfig', 'Run', 'project_root', 'load_run', 'notebook_parameters', 'check_notebooks',
-           'check_inputs', 'StageBuild', 'build_stage_config', 'check_configs', 'stage_hashes', 'file_sha256',
-           'git_info', 'package_versions', 'read_lock', 'environment', 'canonical_name', 'StageFailed', 'plan', 'run',
-           'stage_dir', 'load_run_config', 'launch_stage', 'cli']
+__all__ = ['STAGE_INPUTS', 'STAGE_PATHS', 'INPUT_PARAMS', 'STAGE_CONFIGS', 'LaunchConfig', 'write_hostfile', 'read_hostfile',
+           'launch_commands', 'launch_env', 'format_command', 'LaunchError', 'launch', 'ServerConfig',
+           'server_parameters', 'StageConfig', 'RehearsalConfig', 'RunConfig', 'Run', 'project_root', 'load_run',
+           'notebook_parameters', 'check_notebooks', 'check_inputs', 'stage_inputs', 'StageBuild', 'build_stage_config',
+           'check_configs', 'server_commands', 'stage_hashes', 'file_sha256', 'git_info', 'package_versions',
+           'read_lock', 'environment', 'canonical_name', 'StageFailed', 'plan', 'run', 'stage_dir', 'load_run_config',
+           'launch_stage', 'cli']
 
 # %% ../nbs/14_run.ipynb #e1659d63
 @dataclass
@@ -324,7 +325,7 @@ def check_inputs(run: Run, selected: list[StageConfig]) -> None:
     "Every input of a selected stage comes from an earlier stage of the run (or is already complete in its directory)."
     for s in selected:
         earlier = run.config.stages[:[x.name for x in run.config.stages].index(s.name)]
-        for need in STAGE_INPUTS.get(s.notebook, []):
+        for need in stage_inputs(s):
             src = [x for x in earlier if x.notebook == need]
             if not src:
                 raise ConfigError(f"{run.yaml_path}: stage '{s.name}' ({s.notebook}) reads what {need} produces, and no "
@@ -336,6 +337,16 @@ def check_inputs(run: Run, selected: list[StageConfig]) -> None:
             if head in [x.name for x in run.config.stages] and not src:
                 raise ConfigError(f"{run.yaml_path}: stage '{s.name}': '{k}' reads stage '{head}', which does not run before it")
             if src: _check_done(run, s, src[0], selected)
+
+# %% ../nbs/14_run.ipynb #b7e1a001
+# a stage input that a parameter may take from outside the run: set to null in the YAML, the stage reads no earlier
+# stage's output (rrtf's student is then its preset's model, e.g. StarCoder 15B for PanGu-Coder2: no SFT stage)
+INPUT_PARAMS = {('nbs/13_rrtf.ipynb', 'nbs/10b_sft.ipynb'): 'sft_model'}
+
+def stage_inputs(s: StageConfig) -> list[str]:
+    "The stage notebooks whose outputs stage `s` reads in its run (`STAGE_INPUTS`, less those `INPUT_PARAMS` sets to null)."
+    null = lambda k: k is not None and k in s.parameters and s.parameters[k] is None
+    return [n for n in STAGE_INPUTS.get(s.notebook, []) if not null(INPUT_PARAMS.get((s.notebook, n)))]
 
 # %% ../nbs/14_run.ipynb #c4ecf002
 @dataclass(frozen=True)
@@ -359,7 +370,8 @@ STAGE_CONFIGS = {
                           'max_problems': 'pairs.max_problems', 'max_heldout': 'pairs.max_heldout'})],
     'nbs/12_self_align.ipynb': [StageBuild('stablecode.self_align', 'self_align', 'preset_name', {'max_steps': 'max_steps'})],
     'nbs/13_rrtf.ipynb': [StageBuild('stablecode.rrtf', 'rrtf', 'preset_name', {'max_steps': 'max_steps',
-                          'global_batch': 'global_batch', 'max_problems': 'pairs.max_problems', 'n_seeds': 'evol.max_seeds'})],
+                          'global_batch': 'global_batch', 'max_problems': 'pairs.max_problems', 'n_seeds': 'evol.max_seeds',
+                          'teachers': 'teachers'})],
 }
 
 def _nested(fields: dict, key: str, value) -> dict:
@@ -395,6 +407,23 @@ def check_configs(run: Run, selected: list[StageConfig]) -> None:
                 msg = ' '.join(str(e).split())
                 raise ConfigError(f"{run.yaml_path}: stage '{s.name}': parameter '{b.param}' ({s.parameters.get(b.param)!r}): {msg}") from None
 
+
+# %% ../nbs/14_run.ipynb #b7e1a004
+_SERVER_SPEC = re.compile(r'(\S+?)@(https?://\S+)')      # 'MODEL@URL', as the generation chapter's OpenAIBackend is named
+
+def server_commands(parameters: dict) -> list[str]:
+    "The vLLM command serving each 'MODEL@URL' that a stage's parameters name (in lists and dicts too), each once, by host."
+    found = []
+    def walk(v):
+        if isinstance(v, str) and (m := _SERVER_SPEC.fullmatch(v)): found.append(m.groups())
+        elif isinstance(v, (list, tuple)): [walk(x) for x in v]
+        elif isinstance(v, dict): [walk(x) for x in v.values()]
+    walk(parameters)
+    out = []
+    for model, url in dict.fromkeys(found):
+        u = urllib.parse.urlsplit(url)
+        out.append(f"on {u.hostname}: " + shlex.join(['vllm', 'serve', model, '--host', '0.0.0.0', '--port', str(u.port or 80)]))
+    return list(dict.fromkeys(out))
 
 # %% ../nbs/14_run.ipynb #62d40bda
 def stage_hashes(cfg: RunConfig) -> dict[str, str]:

@@ -1,6 +1,8 @@
 """RRTF through its real entry point (`python -m stablecode.rrtf`): ZeRO-1 over two CPU processes against one, the saved
 chat checkpoint read by stock transformers, the Trainer's loss against a response-by-response computation, the ranking
-loss by hand, the teacher-below-student drop, Evol-Instruct's prompts, seeds and benchmark-overlap rule, the presets."""
+loss by hand, the teacher-below-student drop, Evol-Instruct's prompts, seeds and benchmark-overlap rule, the teacher's
+tests of evolved problems (kept only where its solution passes them in the sandbox, run untrusted), StarCoder's
+architecture (`gpt_bigcode`, ChatML tokens added) through the same loss, the presets."""
 import json, os, subprocess, sys, sysconfig
 from pathlib import Path
 import pytest
@@ -12,9 +14,12 @@ from stablecode.config import ConfigError, preset
 from stablecode.data import DecontConfig
 from stablecode.eval import chat_answer
 from stablecode.model import StableCodeForCausalLM
-from stablecode.rrtf import (EVOL_OPS, BenchmarkOverlap, RRTF_PRESETS, EvolConfig, RRTFCollator, RRTFRecipe, drop_reason, evol_messages,
-                             rank_loss, response_logps, rrtf_loss, rrtf_rows, rrtf_scores, seed_instructions,
-                             teacher_below_student)
+from stablecode.dpo import PairsConfig
+from stablecode.generate import Backend
+from stablecode.rrtf import (EVOL_OPS, BenchmarkOverlap, RRTF_PRESETS, EvolConfig, RRTFCollator, RRTFRecipe, TeacherTestsConfig,
+                             check_tests, drop_reason, evol_messages, evolved_problem, load_policy, parse_teacher, rank_loss,
+                             response_logps, rrtf_loss, rrtf_rows, rrtf_samples, rrtf_scores, seed_instructions,
+                             teacher_below_student, teacher_funnel, teacher_tests)
 from stablecode.sft import load_chat_model
 from stablecode.tokenizer import train_tokenizer
 
@@ -49,7 +54,7 @@ def base(tmp_path_factory):
 
 def _recipe(base, out, **kw) -> RRTFRecipe:
     return RRTFRecipe.from_dict(dict(model=str(base / 'base'), out_dir=str(out), data=str(base / 'train.jsonl'), sources=[dict(name='exercises')],
-                                     max_steps=3, global_batch=4, micro_batch=2, lr=1e-3, max_length=256, warmup=0.0, progress=False,
+                                     max_steps=3, global_batch=4, micro_batch=2, lr=1e-3, max_length=256, warmup=0.0, progress=False, problems='task',
                                      logging_steps=1) | kw)
 
 def _launch(recipe, cfg_file, nproc=1):
@@ -64,7 +69,7 @@ def test_two_process_zero1_equals_one_process_and_saves_a_stock_chat_checkpoint(
         p = _launch(_recipe(base, tmp_path / f'p{n}'), tmp_path / f'p{n}.yaml', nproc=n)
         assert p.returncode == 0, p.stderr[-3000:]
         s = json.loads((tmp_path / f'p{n}' / 'summary.json').read_text())
-        assert s['world_size'] == n and s['steps'] == 3 and s['data'] == dict(rows=16, contaminated=0, responses=48), s
+        assert s['world_size'] == n and s['steps'] == 3 and s['data'] == dict(rows=16, contaminated=0, responses=48, tasks={'demo': 16}), s
         losses[n] = [v for x in s['parts'] for v in (x['rank_loss'], x['ft_loss'])]
         assert [x['loss'] for x in s['records']] == pytest.approx([a + b for a, b in zip(losses[n][::2], losses[n][1::2])], rel=1e-4)
     assert len(losses[1]) == 6 and losses[1][-1] < losses[1][1], losses              # the best responses grow more likely
@@ -160,4 +165,69 @@ def test_presets_parse_and_round_trip(tmp_path):
     assert (full.global_batch, full.epochs, full.zero_stage, full.precision, full.weighting) == (512, 6, 1, 'bf16', 'none')
     assert [s.name for s in full.sources] == ['code_alpaca'] and full.evol.ops == list(EVOL_OPS) and full.evol.ops_per_seed is None
     assert full.pairs.reference and len(full.temperatures) > 1
+    pangu = RRTF_PRESETS('pangu-coder2')                         # REFERENCE §5: StarCoder 15B, batch 512, 6 epochs
+    assert (pangu.model, pangu.global_batch, pangu.epochs, pangu.problems) == ('bigcode/starcoder', 512, 6, 'evolved')
+    assert all('@http' in t for t in pangu.teachers) and RRTF_PRESETS('tiny').problems == 'evolved+task'
+    with pytest.raises(ConfigError, match="need a teacher"): RRTF_PRESETS('pangu-coder2', teachers=[])
     with pytest.raises(ConfigError, match="unknown key 'evol.opz'"): RRTF_PRESETS('tiny', evol=dict(opz=['x']))
+
+
+class Scripted(Backend):
+    "A teacher or student whose answers are written here: the first whose key the prompt holds."
+    name = 'scripted'
+    def __init__(self, answers): self.answers = answers
+    def generate(self, prompts, stops, n=1, **kw): return [[next(a for k, a in self.answers.items() if k in p)] * n for p in prompts]
+
+FENCE = "```python\n{}\n```"
+
+def test_teacher_tests_are_kept_only_where_its_solution_passes_them_in_the_sandbox():
+    clamp = 'def clamp(x, lo, hi):\n    return max(lo, min(x, hi))'
+    answers = {
+        'clamp': FENCE.format(clamp) + FENCE.format('assert clamp(5, 0, 3) == 3\nassert clamp(-1, 0, 3) == 0\nassert clamp(2, 0, 3) == 3'),
+        'evens': FENCE.format('def evens(xs):\n    return [x for x in xs if x % 2]') + FENCE.format('assert evens([1, 2, 4]) == [2, 4]'),
+        'crash': FENCE.format('def crash(n):\n    import os\n    os._exit(0)') + FENCE.format('assert crash(1) is None'),
+        'median': FENCE.format('def median(xs):\n    return sorted(xs)[len(xs) // 2]') + FENCE.format('assert 1 == 1\nprint(median([1]))'),
+        'story': 'Once upon a time there was a list.'}
+    insts = ['Write clamp(x, lo, hi).', 'Write evens(xs), the even items.', 'Write crash(n).', 'Write median(xs).', 'Tell a story.']
+    cfg = TeacherTestsConfig(min_checks=1)
+    rows = check_tests(teacher_tests(Scripted(answers), insts, cfg), cfg)
+    assert [r['why'] for r in rows] == [None, 'tests_fail', 'tests_fail', 'no_tests', 'no_solution']
+    assert rows[0]['checks'] == ['assert clamp(5, 0, 3) == 3', 'assert clamp(-1, 0, 3) == 0'] and rows[0]['checks_written'] == 3
+    assert teacher_funnel(rows) == dict(problems=5, valid=1, dropped=dict(no_solution=1, no_tests=1, tests_fail=2))
+    assert check_tests(teacher_tests(Scripted(answers), insts[:1], cfg), TeacherTestsConfig(min_checks=3))[0]['why'] == 'tests_fail'
+    p = evolved_problem(7, rows[0])
+    assert (p.task, p.task_id, p.canonical.strip(), p.checks) == ('evol', 'evol/7', clamp, rows[0]['checks'])
+    assert 'Write clamp(x, lo, hi).' in p.prompt and 'assert clamp(5, 0, 3) == 3' in p.prompt     # the first check shows the call
+    student = Scripted({'clamp': FENCE.format('def clamp(x, lo, hi):\n    return min(x, hi)')})   # passes one check of two
+    ranked = rrtf_samples(student, [p], PairsConfig(samples=2), trusted_tests=False, reference_name='teacher', progress=False)
+    assert [(s['outcome'], s['checks_passed'], s['teacher']) for s in ranked[0]] == [('some_pass', 1, None)] * 2 + [('all_pass', 2, 'teacher')]
+    rows_, counts = rrtf_rows([p], ranked)
+    assert counts['kept'] == 1 and rows_[0]['task'] == 'evol' and rows_[0]['teacher'] == [True, False] and rows_[0]['scores'] == [1.0, 0.0]
+
+def test_parse_teacher_reads_asserts_and_doctests_that_call_the_solution():
+    t = parse_teacher(FENCE.format('def sq(x):\n    """Square.\n    >>> sq(3)\n    9\n    """\n    assert x is not None\n    return x * x') +
+                      FENCE.format('assert sq(2) == 4\nassert sq(2) == 4\nassert len([1]) == 1\nassert sq(2 ==') )
+    assert t['checks'] == ['assert sq(2) == 4', 'assert sq(3) == 9'] and 'return x * x' in t['solution']   # duplicates,
+    assert parse_teacher('def f(:\n  pass')['why'] == 'no_solution'                       # non-calls and bad syntax dropped
+    assert parse_teacher(FENCE.format('def f(x):\n    return x') + FENCE.format('assert g(1) == 1'))['why'] == 'no_tests'
+
+def test_starcoder_architecture_loads_with_chatml_added_and_trains_with_the_rrtf_loss(tmp_path):
+    "StarCoder's `gpt_bigcode` (a tiny random one) with a vocabulary without ChatML: tokens added, embeddings resized."
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM, PreTrainedTokenizerFast
+    bpe = Tokenizer(models.BPE()); bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False); bpe.decoder = decoders.ByteLevel()
+    files = sorted(Path(sysconfig.get_paths()['stdlib']).glob('*.py'))[:10]
+    bpe.train_from_iterator([f.read_text(errors='ignore') for f in files], trainers.BpeTrainer(vocab_size=600, special_tokens=['<|endoftext|>'],
+                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token='<|endoftext|>', bos_token='<|endoftext|>')
+    torch.manual_seed(0)
+    GPTBigCodeForCausalLM(GPTBigCodeConfig(vocab_size=len(tok), n_embd=64, n_layer=2, n_head=4, n_positions=512)).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    model, tok2 = load_policy(str(tmp_path))
+    assert type(model).__name__ == 'GPTBigCodeForCausalLM' and len(tok2) == len(tok) + 2
+    assert model.get_input_embeddings().num_embeddings == len(tok2) and tok2.pad_token == '<|endoftext|>'
+    batch = RRTFCollator(tok2, 256)(_rows(2))
+    assert batch['loss_mask'].sum() > 0 and batch['input_ids'].max() < len(tok2)
+    l_rank, l_ft = rrtf_loss(response_logps(model, batch), batch['scores'], batch['group'])
+    (l_rank + l_ft).backward()
+    assert model.get_input_embeddings().weight.grad[len(tok):].abs().sum() > 0    # the new ChatML tokens learn

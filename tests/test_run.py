@@ -221,7 +221,8 @@ def _check_alignment_stages(run, st):
     "The SFT and DPO stages name presets that exist, validate, and whose global batch divides over the stage's launch."
     from stablecode.dpo import dpo_preset
     from stablecode.sft import grad_accum, sft_preset
-    for name, presets in (('sft', sft_preset), ('dpo', dpo_preset)):
+    from stablecode.rrtf import rrtf_preset
+    for name, presets in (('sft', sft_preset), ('dpo', dpo_preset), ('rrtf', rrtf_preset)):
         if name in st:
             assert grad_accum(presets(st[name].parameters['preset_name']), run.stage_launch(name).world_size) >= 1
 
@@ -230,7 +231,6 @@ def test_run_presets_parse_and_validate(yaml_path):
     r = load_run(yaml_path)
     assert r.config.name == yaml_path.stem and r.run_dir == ROOT/'papermill_runs'/yaml_path.stem
     stages = {s.name: s for s in r.config.stages}
-    assert stages['data'].notebook == 'nbs/04_packing.ipynb'        # self-alignment's run has no pretraining or eval
     assert all(stages[n].notebook == nb for n, nb in (('pretrain', 'nbs/06_pretrain.ipynb'), ('eval', 'nbs/10_eval.ipynb')) if n in stages)
     missing = check_notebooks(r, missing_ok=True)
     if missing:   # a stage notebook not written yet: the YAML's schema is checked, its parameters cannot be
@@ -243,11 +243,11 @@ def test_run_presets_parse_and_validate(yaml_path):
     from stablecode.pretrain import pretrain_preset
     for run in ([r.config] + ([r.config.rehearsed()] if r.config.rehearsal else [])):
         st = {s.name: s for s in run.stages}
-        if 'pretrain' not in st: continue
+        _check_alignment_stages(run, st)
+        if 'pretrain' not in st: continue                                # an alignment-only run (PanGu-Coder2's RRTF)
         pc, dp = pretrain_preset(st['pretrain'].parameters['preset_name']), st['data'].parameters['data_preset']
         lens = {n: p.seq_len for n, p in DATA_PRESETS(dp).with_packs(st['data'].parameters.get('packs')).packs.items()}
         pc.check_world(run.stage_launch('pretrain').world_size, lens)  # the streams exist and the batch fits the launch
-        _check_alignment_stages(run, st)
     if yaml_path.stem == 'tiny-cpu':
         assert r.config.launch is None and stages['pretrain'].parameters['preset_name'] == 'tiny'
         assert [s.name for s in r.config.stages] == ['data', 'pretrain', 'evidence', 'sft', 'dpo', 'eval', 'quantize', 'self_align', 'rrtf']
