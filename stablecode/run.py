@@ -6,7 +6,7 @@ Docs: https://stablecode.github.io/stablecode/run.html.md"""
 
 # %% ../nbs/14_run.ipynb #15a36839
 from __future__ import annotations
-import dataclasses, hashlib, importlib, json, os, re, shlex, shutil, subprocess, sys, time, platform, urllib.parse
+import dataclasses, hashlib, importlib, json, os, re, shlex, shutil, subprocess, sys, time, platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,9 +20,8 @@ __all__ = ['STAGE_INPUTS', 'STAGE_PATHS', 'INPUT_PARAMS', 'STAGE_CONFIGS', 'Laun
            'launch_commands', 'launch_env', 'format_command', 'LaunchError', 'launch', 'ServerConfig',
            'server_parameters', 'StageConfig', 'RehearsalConfig', 'RunConfig', 'Run', 'project_root', 'load_run',
            'notebook_parameters', 'check_notebooks', 'check_inputs', 'stage_inputs', 'StageBuild', 'build_stage_config',
-           'check_configs', 'server_commands', 'stage_hashes', 'file_sha256', 'git_info', 'package_versions',
-           'read_lock', 'environment', 'canonical_name', 'StageFailed', 'plan', 'run', 'stage_dir', 'load_run_config',
-           'launch_stage', 'cli']
+           'check_configs', 'stage_hashes', 'file_sha256', 'git_info', 'package_versions', 'read_lock', 'environment',
+           'canonical_name', 'StageFailed', 'plan', 'run', 'stage_dir', 'load_run_config', 'launch_stage', 'cli']
 
 # %% ../nbs/14_run.ipynb #e1659d63
 @dataclass
@@ -160,6 +159,7 @@ class ServerConfig(YamlConfig):
     port: int = 8000                    # its port
     args: dict[str, Any] = field(default_factory=dict)  # more flags, e.g. {tensor-parallel-size: 4}; true: a bare flag
     address: Literal['url', 'model@url'] = 'url'  # what the parameter receives
+    listed: bool = False                # the parameter is a list of addresses even with one server (rrtf's teachers)
 
     @property
     def url(self) -> str: return f"http://{self.host}:{self.port}/v1"
@@ -177,7 +177,8 @@ def server_parameters(servers: list[ServerConfig]) -> dict[str, Any]:
     "The parameters the servers set: each one's address (a list where several servers name one parameter)."
     out: dict[str, list] = {}
     for s in servers: out.setdefault(s.parameter, []).append(s.value)
-    return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
+    listed = {s.parameter for s in servers if s.listed}
+    return {k: v[0] if len(v) == 1 and k not in listed else v for k, v in out.items()}
 
 # %% ../nbs/14_run.ipynb #d973563a
 _NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*')
@@ -408,23 +409,6 @@ def check_configs(run: Run, selected: list[StageConfig]) -> None:
                 raise ConfigError(f"{run.yaml_path}: stage '{s.name}': parameter '{b.param}' ({s.parameters.get(b.param)!r}): {msg}") from None
 
 
-# %% ../nbs/14_run.ipynb #b7e1a004
-_SERVER_SPEC = re.compile(r'(\S+?)@(https?://\S+)')      # 'MODEL@URL', as the generation chapter's OpenAIBackend is named
-
-def server_commands(parameters: dict) -> list[str]:
-    "The vLLM command serving each 'MODEL@URL' that a stage's parameters name (in lists and dicts too), each once, by host."
-    found = []
-    def walk(v):
-        if isinstance(v, str) and (m := _SERVER_SPEC.fullmatch(v)): found.append(m.groups())
-        elif isinstance(v, (list, tuple)): [walk(x) for x in v]
-        elif isinstance(v, dict): [walk(x) for x in v.values()]
-    walk(parameters)
-    out = []
-    for model, url in dict.fromkeys(found):
-        u = urllib.parse.urlsplit(url)
-        out.append(f"on {u.hostname}: " + shlex.join(['vllm', 'serve', model, '--host', '0.0.0.0', '--port', str(u.port or 80)]))
-    return list(dict.fromkeys(out))
-
 # %% ../nbs/14_run.ipynb #62d40bda
 def stage_hashes(cfg: RunConfig) -> dict[str, str]:
     "Config hash of every stage, each chained to the one before it."
@@ -546,7 +530,7 @@ def plan(path, from_stage: str | None = None, only: str | None = None, force: bo
         if s.module and lc:
             cmds, env = launch_commands(lc, s.module, r.stage_dir(s)/'config.yaml'), launch_env(lc)
             item['launch'] = [format_command(c, env) for c in cmds]
-        if s.servers: item['servers'] = [f"{x.host}: {shlex.join(x.command())}" for x in s.servers]
+        if s.servers: item['servers'] = list(dict.fromkeys(f"{x.host}: {shlex.join(x.command())}" for x in s.servers))
         out.append(item)
     return out
 

@@ -31,6 +31,8 @@ def test_the_yaml_is_the_preset_with_the_papers_values_and_every_key_steers_some
     (s,) = r.config.stages
     b = STAGE_CONFIGS[s.notebook][0]
     cfg = build_stage_config(b, s.parameters, ROOT/'nbs')
+    assert s.parameters['teachers'] == ['Qwen/Qwen2.5-Coder-32B-Instruct@http://teacher:8000/v1']   # set by its server
+    assert s.parameters['student_server'] == 'bigcode/starcoder@http://student:8001/v1'
     assert cfg == RRTF_PRESETS('pangu-coder2', teachers=s.parameters['teachers'])   # the preset, teachers as the YAML says
     assert (cfg.model, cfg.global_batch, cfg.epochs, cfg.problems) == ('bigcode/starcoder', 512, 6, 'evolved')  # REFERENCE §5
     assert [x.name for x in cfg.sources] == ['code_alpaca'] and r.config.launch.world_size == 64
@@ -49,8 +51,9 @@ def test_dry_run_prints_the_servers_and_the_deepspeed_command():
     p = subprocess.run([CLI, 'run', str(YAML), '--dry-run'], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     lines = [l.strip() for l in p.stdout.splitlines()]
-    assert '[server] on teacher: vllm serve Qwen/Qwen2.5-Coder-32B-Instruct --host 0.0.0.0 --port 8000' in lines
-    assert '[server] on student: vllm serve bigcode/starcoder --host 0.0.0.0 --port 8001' in lines
+    servers = [l for l in lines if l.startswith('[server]')]     # the teacher's server once, though it serves two parameters
+    assert servers == ['[server] student: vllm serve bigcode/starcoder --host 0.0.0.0 --port 8001',
+                       '[server] teacher: vllm serve Qwen/Qwen2.5-Coder-32B-Instruct --host 0.0.0.0 --port 8000'], servers
     ds = [l for l in lines if l.startswith('[dry-run] deepspeed')]
     assert len(ds) == 1 and '--num_nodes 8 --num_gpus 8' in ds[0] and '--module stablecode.rrtf' in ds[0]
     assert not (ROOT/'papermill_runs'/'pangu-coder2-rrtf').exists()           # nothing ran
