@@ -455,24 +455,24 @@ class CT2Backend(LocalBackend):
         return res
 
 # %% ../nbs/11_quantize.ipynb #7c73cee9
-class TorchaoBackend(HFBackend, LocalBackend):
-    "Generation from a torchao export, in transformers."
+class _LoadedHFBackend(HFBackend, LocalBackend):
+    "HFBackend over a model another library loads (`load`), fingerprinted by its files (not its tensors: see below)."
+    # HFBackend's own set-up, without its fingerprint of the weights (torchao's tensors do not convert to numpy)
+    kind, load = 'hf', None
     def __init__(self, path, batch_size: int = 8):
-        # HFBackend's own set-up, without its fingerprint of the weights (torchao's tensors do not convert to numpy)
-        self.model, self.tok, self.batch_size, self.device = load_torchao(path), AutoTokenizer.from_pretrained(str(path)), batch_size, 'cpu'
+        self.model, self.tok, self.batch_size, self.device = self.load(path), AutoTokenizer.from_pretrained(str(path)), batch_size, 'cpu'
         if self.tok.pad_token_id is None: self.tok.pad_token = self.tok.eos_token
         self.tok.padding_side = 'left'
-        self.name, self.template = f"torchao:{Path(path).name}", getattr(self.tok, 'chat_template', None)
-        self._sc_fingerprint = f"torchao:{_fingerprint(path)}"
+        self.name, self.template = f"{self.kind}:{Path(path).name}", getattr(self.tok, 'chat_template', None)
+        self._sc_fingerprint = f"{self.kind}:{_fingerprint(path)}"
 
-class GPTQBackend(HFBackend, LocalBackend):
+class TorchaoBackend(_LoadedHFBackend):
+    "Generation from a torchao export, in transformers."
+    kind, load = 'torchao', staticmethod(load_torchao)
+
+class GPTQBackend(_LoadedHFBackend):
     "Generation from a GPTQ checkpoint, in transformers with GPTQModel's kernel."
-    def __init__(self, path, batch_size: int = 8):
-        self.model, self.tok, self.batch_size, self.device = load_gptq(path), AutoTokenizer.from_pretrained(str(path)), batch_size, 'cpu'
-        if self.tok.pad_token_id is None: self.tok.pad_token = self.tok.eos_token
-        self.tok.padding_side = 'left'
-        self.name, self.template = f"gptq:{Path(path).name}", getattr(self.tok, 'chat_template', None)
-        self._sc_fingerprint = f"gptq:{_fingerprint(path)}"
+    kind, load = 'gptq', staticmethod(load_gptq)
 
 # the formats of this chapter, in the generation module's registry (05b_generate): a path says which runtime reads it
 register_backend('gguf', GGUFBackend, lambda p: p.suffix == '.gguf', (), 'a GGUF file (llama.cpp)')
