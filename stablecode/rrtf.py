@@ -25,7 +25,7 @@ from .config import ConfigError, Presets, YamlConfig
 from .data import FULL_DECONT, DecontConfig, Decontaminate, SubstringIndex, benchmark_problems
 from .dpo import PairsConfig, sample_answers
 from .eval import SYSTEM, chat_answer, chat_messages, execution_outcomes, extract_code, outcome_rank
-from .generate import Backend, HFBackend, OpenAIBackend
+from .generate import Backend, HFBackend, load_backend
 from .instruct_data import SFT_LOADERS, SourceSpec, is_code_related, user_text
 from .pretrain import init_distributed
 from .sandbox import run_batch
@@ -334,12 +334,10 @@ def teacher_funnel(rows: list[dict]) -> dict:
 # %% ../nbs/13_rrtf.ipynb #f79514eb
 def backend_for(spec: str, root=None, batch_size: int = 32) -> Backend:
     "A generation backend: 'MODEL@URL' is an OpenAI-compatible server (vLLM, llama.cpp's), else a checkpoint (relative to `root`)."
-    if is_server(spec):
-        model, url = _SERVER.fullmatch(spec).groups()
-        return OpenAIBackend(url, model)
+    if is_server(spec): return load_backend(spec, 'openai')
     path = Path(root) / spec if root is not None and not Path(spec).is_absolute() else Path(spec)
     if not (path / 'config.json').exists(): raise FileNotFoundError(f"model {spec!r}: no checkpoint at {path} (nor 'MODEL@URL')")
-    return HFBackend(str(path), batch_size=batch_size)
+    return load_backend(path, 'hf', batch_size=batch_size)
 
 def teacher_backends(names: Sequence[str], root=None) -> list[Backend]:
     "The teachers' backends (see `backend_for`)."
