@@ -274,7 +274,10 @@ def test_cli_canonical_and_errors(tmp_path, capsys):
     assert cli(['--tasks', 'nosuchtask', '--canonical', '--out', str(tmp_path)]) == 2
     assert cli(['--tasks', 'mbpp', '--data', f'mbpp={tmp_path}/missing.jsonl', '--canonical']) == 2
     assert cli(['--model', str(tmp_path/'nope'), '--tasks', 'humaneval']) == 2
-    with pytest.raises(SystemExit): cli(['--tasks', 'humaneval'])
+    capsys.readouterr()
+    assert cli(['--tasks', 'humaneval']) == 2                                       # no model: one line, no traceback
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'give --model PATH, --endpoint URL --model NAME, or --canonical' in err
 
 
 def test_chat_extraction():
