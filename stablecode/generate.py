@@ -8,7 +8,7 @@ Docs: https://stablecode.github.io/stablecode/generate.html.md"""
 # %% ../nbs/05b_generate.ipynb #6febf0dd
 from __future__ import annotations
 from dataclasses import dataclass
-import argparse, hashlib, inspect, json, os, sys, threading, time, urllib.error, urllib.request
+import argparse, hashlib, inspect, json, os, re, sys, threading, time, urllib.error, urllib.request
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 import torch
@@ -20,8 +20,8 @@ from .tokenizer import PROMPT_FORMATS, get_prompt_format, resolve_prompt_format
 
 # %% auto #0
 __all__ = ['BACKENDS', 'cut', 'Backend', 'HFBackend', 'OpenAIBackend', 'complete', 'BackendKind', 'register_backend',
-           'backend_kind', 'load_backend', 'stream_until', 'stop_token_ids', 'chat_stream', 'chat_loop', 'user_turns',
-           'chat_cli']
+           'backend_kind', 'load_backend', 'is_server', 'stream_until', 'stop_token_ids', 'chat_stream', 'chat_loop',
+           'user_turns', 'chat_cli']
 
 # %% ../nbs/05b_generate.ipynb #78501390
 def cut(text: str, stop: Sequence[str] | None) -> str:
@@ -175,11 +175,16 @@ def load_backend(spec: str | Path, kind: str | None = None, **options) -> Backen
         if (found := backend_kind(s)) != kind: raise ValueError(f"{s} is a {found} model, not {kind}")
     return e.make(s, **{k: v for k, v in options.items() if k in e.options and v is not None})
 
+_SERVER_SPEC = re.compile(r'(\S+?)@(https?://\S+)')
+
+def is_server(spec: str) -> bool:
+    "Whether a model spec names an OpenAI-compatible server ('MODEL@URL') rather than a local checkpoint."
+    return _SERVER_SPEC.fullmatch(str(spec)) is not None
+
 def _openai(spec: str, **kw) -> OpenAIBackend:
     "`MODEL@URL` -> the OpenAI-compatible server at URL serving MODEL."
-    model, _, url = spec.rpartition('@')
-    if not (model and url.startswith(('http://', 'https://'))):
-        raise ValueError(f"{spec!r} is not MODEL@URL (a model behind an OpenAI-compatible server)")
+    if not is_server(spec): raise ValueError(f"{spec!r} is not MODEL@URL (a model behind an OpenAI-compatible server)")
+    model, url = _SERVER_SPEC.fullmatch(spec).groups()
     return OpenAIBackend(url, model, **kw)
 
 register_backend('hf', HFBackend, lambda p: (p / 'config.json').is_file(), ('batch_size', 'device', 'dtype'),

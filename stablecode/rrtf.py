@@ -25,7 +25,7 @@ from .config import ConfigError, Presets, YamlConfig
 from .data import FULL_DECONT, DecontConfig, Decontaminate, SubstringIndex, benchmark_problems
 from .dpo import PairsConfig, sample_answers
 from .eval import SYSTEM, chat_answer, chat_messages, execution_outcomes, extract_code, outcome_rank
-from .generate import Backend, HFBackend, load_backend
+from .generate import Backend, HFBackend, is_server, load_backend
 from .instruct_data import SFT_LOADERS, SourceSpec, is_code_related, user_text
 from .pretrain import init_distributed
 from .sandbox import run_batch
@@ -34,7 +34,7 @@ from .tokenizer import EOT, chat_text, format_tokens, get_prompt_format, set_cha
 
 # %% auto #0
 __all__ = ['EVOL_OPS', 'TEACHER', 'RRTF_PRESETS', 'rrtf_preset', 'EVOL_TEMPLATE', 'EVOL_DROPS', 'TEACHER_TEMPLATE', 'TEST_DROPS',
-           'OWN_MODEL_TYPES', 'cli', 'PANGU_CODER2_RESULTS', 'PANGU_CODER2_INFERENCE', 'EvolConfig', 'is_server',
+           'OWN_MODEL_TYPES', 'cli', 'PANGU_CODER2_RESULTS', 'PANGU_CODER2_INFERENCE', 'EvolConfig',
            'TeacherTestsConfig', 'RRTFRecipe', 'evol_messages', 'seed_ops', 'statement', 'BenchmarkOverlap',
            'drop_reason', 'seed_instructions', 'evolve', 'evol_funnel', 'teacher_messages', 'parse_teacher',
            'teacher_tests', 'check_tests', 'evolved_problem', 'teacher_funnel', 'backend_for', 'teacher_backends',
@@ -71,11 +71,6 @@ class EvolConfig(YamlConfig):
             raise ConfigError(f"EvolConfig: 'ops_per_seed' must be in 1..{len(self.ops)}, got {self.ops_per_seed}")
         if self.rounds < 1 or self.temperature <= 0: raise ConfigError("EvolConfig: 'rounds' >= 1 and 'temperature' > 0")
 
-_SERVER = re.compile(r'(\S+?)@(https?://\S+)')
-
-def is_server(spec: str) -> bool:
-    "Whether a model spec names an OpenAI-compatible server ('MODEL@URL') rather than a local checkpoint."
-    return _SERVER.fullmatch(spec) is not None
 
 @dataclass
 class TeacherTestsConfig(YamlConfig):
