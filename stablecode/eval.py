@@ -28,12 +28,12 @@ from .config import ConfigError, YamlConfig
 # %% auto #0
 __all__ = ['FIM_TOKENS', 'CHAT_LANG', 'SYSTEM', 'OUTCOMES', 'REFERENCE_MULTIPLE', 'REFERENCE_MULTIPLE_INSTRUCT',
            'MULTIPLE_TABLE_LANGS', 'REFERENCE_HUMANEVAL', 'JUDGE_PROMPTS', 'RATING_PATTERNS', 'REFERENCE_MT_BENCH',
-           'pass_at_k', 'mean_pass_at_k', 'fim_prompt', 'fim_match', 'chat_messages', 'chat_answer', 'chat_prompt',
-           'extract_code', 'CanonicalBackend', 'TaskResult', 'model_fingerprint', 'evalplus_limits', 'evaluate',
-           'classify_outcome', 'outcome_rank', 'execution_outcomes', 'per_language', 'multiple_table', 'markdown_table',
-           'write_report', 'MTBenchConfig', 'chat_replies', 'mt_bench_answers', 'judge_prompts', 'judge_messages',
-           'parse_rating', 'MTBenchResult', 'mt_bench_score', 'mt_bench_eval', 'mt_bench_table', 'write_mt_bench',
-           'judge_backend', 'cli']
+           'pass_at_k', 'mean_pass_at_k', 'pass_interval', 'diff_interval', 'problem_scores', 'fmt_interval',
+           'fim_prompt', 'fim_match', 'chat_messages', 'chat_answer', 'chat_prompt', 'extract_code', 'CanonicalBackend',
+           'TaskResult', 'model_fingerprint', 'evalplus_limits', 'evaluate', 'classify_outcome', 'outcome_rank',
+           'execution_outcomes', 'per_language', 'multiple_table', 'markdown_table', 'write_report', 'MTBenchConfig',
+           'chat_replies', 'mt_bench_answers', 'judge_prompts', 'judge_messages', 'parse_rating', 'MTBenchResult',
+           'mt_bench_score', 'mt_bench_eval', 'mt_bench_table', 'write_mt_bench', 'judge_backend', 'cli']
 
 # %% ../nbs/10_eval.ipynb #f8c815bc
 def pass_at_k(n: int,  # samples generated for the problem
@@ -50,6 +50,39 @@ def mean_pass_at_k(counts: Sequence[tuple[int, int]], k: int) -> float | None:
     "Mean pass@k over problems given (n, c) pairs; None when some problem has fewer than k samples."
     if not counts or any(n < k for n, _ in counts): return None
     return float(np.mean([pass_at_k(n, c, k) for n, c in counts]))
+
+# %% ../nbs/10_eval.ipynb #b575d905
+def _boot(scores: np.ndarray, level: float, n_boot: int, seed: int) -> tuple[float, float, float]:
+    "Mean of `scores` (problems x ...) along problems with a percentile bootstrap interval over problems."
+    if not 0 < level < 1: raise ValueError(f"interval level must be in (0, 1), got {level}")
+    if len(scores) == 0: raise ValueError("an interval needs at least one problem")
+    idx = np.random.default_rng(seed).integers(0, len(scores), size=(n_boot, len(scores)))
+    means = scores[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(scores.mean()), float(lo), float(hi)
+
+def pass_interval(scores: Sequence[float],   # one score per problem: its pass@k, or 1/0 for one greedy sample
+                  level: float = 0.95,       # the interval's coverage
+                  n_boot: int = 2000,        # bootstrap resamples of the problems
+                  seed: int = 0,
+                  ) -> tuple[float, float, float]:
+    "Mean per-problem score and its bootstrap interval over problems: (mean, low, high)."
+    return _boot(np.asarray(scores, dtype=float), level, n_boot, seed)
+
+def diff_interval(a: Sequence[float], b: Sequence[float],   # per-problem scores of two models on the same problems
+                  level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    "Mean of b - a over problems and its paired bootstrap interval: (difference, low, high)."
+    if len(a) != len(b): raise ValueError(f"diff_interval: paired scores need the same problems ({len(a)} vs {len(b)})")
+    return _boot(np.asarray(b, dtype=float) - np.asarray(a, dtype=float), level, n_boot, seed)
+
+def problem_scores(r: 'TaskResult', k: int = 1) -> list[float]:
+    "Per-problem pass@k of a task result, in its problems' order (the input of `pass_interval`)."
+    return [pass_at_k(p['n'], p['passed'], k) for p in r.per_problem]
+
+def fmt_interval(m: float, lo: float, hi: float, pct: bool = True) -> str:
+    "'6.2% [0.0, 14.6]': a score and its interval, in percent by default."
+    f = 100 if pct else 1
+    return f"{m * f:.1f}{'%' if pct else ''} [{lo * f:.1f}, {hi * f:.1f}]"
 
 # %% ../nbs/10_eval.ipynb #7f6510ad
 FIM_TOKENS = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
