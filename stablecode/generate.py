@@ -162,9 +162,10 @@ def backend_kind(path) -> str:
     return next((k for k, e in BACKENDS.items() if k != 'hf' and e.detect is not None and e.detect(p)), 'hf')
 
 def load_backend(spec: str | Path, kind: str | None = None, **options) -> Backend:
-    "A backend for `spec` = `'KIND:SPEC'` or a path (kind from `kind`, else from the path); a one-line error otherwise."
+    "A backend for `spec` = `'KIND:SPEC'`, `MODEL@URL` (a server) or a path (kind from `kind`, else from the path)."
     s = str(spec)
     if kind is None and ':' in s and s.split(':', 1)[0] in BACKENDS: kind, s = s.split(':', 1)
+    if kind is None and is_server(s): kind = 'openai'
     kind = kind or backend_kind(s)
     if kind not in BACKENDS:
         raise ValueError(f"unknown backend {kind!r} (known: {', '.join(BACKENDS)}; GGUF, CTranslate2, torchao and GPTQ "

@@ -18,7 +18,7 @@ from .config import Presets
 from .data import (FULL_DECONT, INSTRUCT_SEED_JACCARD, CodeWordTokenizer, DecontConfig, DedupConfig, ExecutorConfig,
                              MinhashVerifyPairs, SubstringIndex, benchmark_problems, iter_documents, minhash_config,
                              run_stages, stdlib_dir)
-from .generate import Backend, HFBackend, OpenAIBackend
+from .generate import Backend, HFBackend, load_backend
 from .instruct_data import _module_imports, _stdlib_files, response_text, self_align_rows
 from .sandbox import Result, run_batch
 from .sft import SFTRecipe, entry, train_sft
@@ -483,9 +483,9 @@ def make_backend(model: str | None = None,            # a local HF checkpoint (i
                  base_url: str | None = None,         # or an OpenAI-compatible server (vLLM, llama.cpp's server)
                  served_model: str | None = None, batch_size: int = 8) -> Backend:
     "The generation backend of the pipeline: a server when `base_url` is given, else the model in this process."
-    if base_url: return OpenAIBackend(base_url, served_model or model or 'default')
+    if base_url: return load_backend(f"{served_model or model or 'default'}@{base_url}")   # the registry's openai kind
     if not model: raise ValueError('make_backend: give a model path or a base_url')
-    return HFBackend(model, batch_size=batch_size)
+    return HFBackend(model, batch_size=batch_size)      # a local checkpoint or a hub id
 
 def _rejected(out: Path, step: str, rows: list[dict], keep: int = 20):
     "The first unusable completions of a step, kept to read (`STEP_rejected.jsonl`)."
