@@ -144,7 +144,8 @@ RRTF_PRESETS = Presets('rrtf', RRTFRecipe, {
         precision='fp32', zero_stage=1, logging_steps=1,
         problems='evolved+task', teachers=['oracle:exercises'],   # a program in the strong teacher's place (see below)
         temperatures=[0.8], pairs=dict(task='exercises-train', max_problems=96, max_heldout=32, samples=4, max_new_tokens=160),
-        evol=dict(max_seeds=6, max_new_tokens=96), tests=dict(max_new_tokens=160)),
+        evol=dict(max_seeds=3, max_new_tokens=96), tests=dict(max_new_tokens=160)),   # 3 seeds x 5 operations: 15
+                                                 # evolved problems, each sampled 4 times by the student
 })
 rrtf_preset = RRTF_PRESETS
 
