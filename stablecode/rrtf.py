@@ -13,19 +13,21 @@ from __future__ import annotations
 import ast, json, random, re, sys, warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import reduce
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Callable, Literal, Optional, Sequence
 import datasets
 import torch
 from fastcore.basics import patch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 from trl.trainer.utils import selective_log_softmax
-from .benchmarks import PY_STOP, Problem, load_humaneval, load_task, read_jsonl
+from .benchmarks import (EXERCISE_FAMILIES, PY_STOP, ExerciseFamily, Problem, exercise, exercise_heldout,
+                                   load_humaneval, load_task, read_jsonl)
 from .config import ConfigError, Presets, YamlConfig
 from .data import FULL_DECONT, DecontConfig, Decontaminate, SubstringIndex, benchmark_problems
 from .dpo import PairsConfig, sample_answers
 from .eval import SYSTEM, chat_answer, chat_messages, execution_outcomes, extract_code, outcome_rank
-from .generate import Backend, HFBackend, is_server, load_backend
+from .generate import BACKENDS, Backend, HFBackend, cut, is_server, load_backend, register_backend
 from .instruct_data import SFT_LOADERS, SourceSpec, is_code_related, user_text
 from .pretrain import init_distributed
 from .sandbox import run_batch
@@ -34,13 +36,14 @@ from .tokenizer import EOT, chat_text, format_tokens, get_prompt_format, set_cha
 
 # %% auto #0
 __all__ = ['EVOL_OPS', 'TEACHER', 'RRTF_PRESETS', 'rrtf_preset', 'EVOL_TEMPLATE', 'EVOL_DROPS', 'TEACHER_TEMPLATE', 'TEST_DROPS',
-           'OWN_MODEL_TYPES', 'cli', 'PANGU_CODER2_RESULTS', 'PANGU_CODER2_INFERENCE', 'EvolConfig',
+           'ORACLES', 'OWN_MODEL_TYPES', 'cli', 'PANGU_CODER2_RESULTS', 'PANGU_CODER2_INFERENCE', 'EvolConfig',
            'TeacherTestsConfig', 'RRTFRecipe', 'evol_messages', 'seed_ops', 'statement', 'BenchmarkOverlap',
            'drop_reason', 'seed_instructions', 'evolve', 'evol_funnel', 'teacher_messages', 'parse_teacher',
-           'teacher_tests', 'check_tests', 'evolved_problem', 'teacher_funnel', 'backend_for', 'teacher_backends',
-           'rrtf_samples', 'rrtf_scores', 'teacher_below_student', 'rrtf_rows', 'rank_loss', 'rrtf_loss',
-           'RRTFArguments', 'RRTFCollator', 'response_logps', 'RRTFTrainer', 'clean_rows', 'load_policy', 'train_rrtf',
-           'main', 'results_table']
+           'teacher_tests', 'check_tests', 'evolved_problem', 'teacher_funnel', 'chain_name', 'chain_statement',
+           'chain_solution', 'chain_function', 'chain_checks', 'ExerciseOracle', 'model_spec', 'backend_for',
+           'teacher_backends', 'rrtf_samples', 'rrtf_scores', 'teacher_below_student', 'rrtf_rows', 'rank_loss',
+           'rrtf_loss', 'RRTFArguments', 'RRTFCollator', 'response_logps', 'RRTFTrainer', 'clean_rows', 'load_policy',
+           'train_rrtf', 'main', 'results_table']
 
 # %% ../nbs/13_rrtf.ipynb #4b3ffd09
 EVOL_OPS = {   # WizardCoder's code-evolution methods, the five PanGu-Coder2 names (REFERENCE §5)
@@ -92,7 +95,8 @@ class RRTFRecipe(TrainRecipe):
     data: str = ''                              # the ranked training rows (`rrtf_rows`, JSONL): prompt, responses, scores
     weighting: Literal['none', 'gap'] = 'none'  # each pair's term times its score gap ('gap'): not confirmed in the paper
     temperatures: list[float] = field(default_factory=lambda: [0.8])  # student sampling temperatures
-    teachers: list[str] = field(default_factory=list)  # 'MODEL@URL' (an OpenAI-compatible server) or a local checkpoint;
+    teachers: list[str] = field(default_factory=list)  # 'MODEL@URL' (an OpenAI-compatible server), a local checkpoint, or
+                                                # 'oracle:exercises' (a program standing in for a teacher model, below);
                                                 # the first also writes the evolved problems' solutions and tests
     problems: Literal['evolved', 'evolved+task', 'task'] = 'evolved'  # what is ranked: the evolved problems with the
                                                 # teacher's tests (PanGu-Coder2's), and/or the training split `pairs.task`
@@ -135,12 +139,13 @@ RRTF_PRESETS = Presets('rrtf', RRTFRecipe, {
         tests=dict(max_new_tokens=1024)),
     'tiny': dict(
         model='runs/tiny/sft/hf', out_dir='runs/tiny/rrtf', data='runs/tiny/rrtf/train.jsonl',
-        sources=[dict(name='exercises'), dict(name='offline')],
+        sources=[dict(name='exercises')],                # seeds the oracle can evolve
         epochs=1, global_batch=8, micro_batch=4, lr=1e-4, schedule='cosine', warmup=0.1, max_length=512,
         precision='fp32', zero_stage=1, logging_steps=1,
-        problems='evolved+task', teachers=['runs/tiny/dpo/hf'],   # the tiny run's final instruction model teaches
+        problems='evolved+task', teachers=['oracle:exercises'],   # a program in the strong teacher's place (see below)
         temperatures=[0.8], pairs=dict(task='exercises-train', max_problems=96, max_heldout=32, samples=4, max_new_tokens=160),
-        evol=dict(max_seeds=6, max_new_tokens=96), tests=dict(max_new_tokens=160)),
+        evol=dict(max_seeds=3, max_new_tokens=96), tests=dict(max_new_tokens=160)),   # 3 seeds x 5 operations: 15
+                                                 # evolved problems, each sampled 4 times by the student
 })
 rrtf_preset = RRTF_PRESETS
 
@@ -326,11 +331,149 @@ def teacher_funnel(rows: list[dict]) -> dict:
     return dict(problems=len(rows), valid=sum(r['why'] is None for r in rows),
                 dropped={k: n for k in TEST_DROPS if (n := sum(r['why'] == k for r in rows))})
 
+# %% ../nbs/13_rrtf.ipynb #f088268f
+_SIG = re.compile(r'\((\w+): (.+)\) -> (.+)')
+_TMP = ('y', 'z', 'u', 'v', 'w')              # names of the intermediate results
+
+def _io(fam: ExerciseFamily) -> tuple[str, str, str]:
+    "A family's parameter name, input type and output type."
+    return _SIG.fullmatch(fam.sig).groups()
+
+def _renamed(template: str, fam: ExerciseFamily, var: str, k) -> str:
+    "A family's docstring or expression template with its parameter renamed `var`, then `k` filled in."
+    return re.sub(rf'\b{_io(fam)[0]}\b', var, template).format(k=k)
+
+def chain_name(chain: Sequence[tuple]) -> str:
+    "The function name of a chain of (family, k) steps: the steps' function names joined by '_then_'."
+    return '_then_'.join(f.fn.format(k=k) for f, k in chain)
+
+def _chain_vars(chain) -> list[str]:
+    return [_io(chain[0][0])[0]] + [_TMP[i] if i < len(_TMP) else f'y{i}' for i in range(len(chain) - 1)]
+
+def _chain_sig(chain) -> str:
+    p, tin, _ = _io(chain[0][0])
+    return f"{chain_name(chain)}({p}: {tin}) -> {_io(chain[-1][0])[2]}"
+
+def chain_statement(chain: Sequence[tuple]) -> str:
+    "The problem in words: the function to write, then each step (its family's docstring, on the previous result)."
+    said = [_renamed(f.doc, f, v, k).removeprefix('Return ').rstrip('.') for (f, k), v in zip(chain, _chain_vars(chain))]
+    lets = [f"Let {w} be {s}." for w, s in zip(_chain_vars(chain)[1:], said[:-1])]
+    return ' '.join([f"Write a Python function `{_chain_sig(chain)}`.", *lets, f"Return {said[-1]}."])
+
+def chain_solution(chain: Sequence[tuple]) -> str:
+    "The solution: one line per step (its family's reference expression), the last one returned."
+    vs = _chain_vars(chain)
+    lines = [f"    {w} = {_renamed(f.expr, f, v, k)}" for (f, k), v, w in zip(chain[:-1], vs, vs[1:])]
+    (f, k), v = chain[-1], vs[-1]
+    return '\n'.join([f"def {_chain_sig(chain)}:", *lines, f"    return {_renamed(f.expr, f, v, k)}"]) + '\n'
+
+def chain_function(chain: Sequence[tuple]) -> Callable:
+    "The chain's function: the families' reference functions, one after the other."
+    fs = [f.reference(k) for f, k in chain]
+    return lambda x: reduce(lambda v, g: g(v), fs, x)
+
+def chain_checks(chain: Sequence[tuple]) -> list[str]:
+    "One-line asserts on the first step's four test inputs, expected values from the reference functions."
+    (f, k), fn = chain[0], chain_function(chain)
+    return [f"assert {chain_name(chain)}({x!r}) == {fn(x)!r}" for x in f.inputs(k)]
+
+# %% ../nbs/13_rrtf.ipynb #ba064397
+_GIVEN = re.compile(r'#Given Test#\n(.*?)\n\n#Rewritten Test#', re.S)
+_WRITE = re.compile(r'Write a Python function `(\w+)\(')
+
+def _variants(x) -> list:
+    "A probe input and its variants (a sequence reversed and doubled, a number negated): probes that tell functions apart."
+    return [x, x[::-1], x * 2] if isinstance(x, (str, list)) else [x, -x] if isinstance(x, int) and not isinstance(x, bool) else [x]
+
+class ExerciseOracle(Backend):
+    "A program in a teacher's place: evolves `exercises-train` problems by composing exercises and answers them (not a model)."
+    name = 'oracle:exercises'
+    def __init__(self, families: Sequence[ExerciseFamily] = EXERCISE_FAMILIES):
+        self.families = [f for f in families if _SIG.fullmatch(f.sig) and f.doc.startswith('Return ')]
+        self.train = {f.name: [k for k in f.ks if k not in set(exercise_heldout(f))] for f in self.families}
+        self.steps = {f.fn.format(k=k): (f, k) for f in self.families for k in self.train[f.name]}
+        if any('_then_' in n for n in self.steps): raise ValueError("ExerciseOracle: a family's function name holds '_then_'")
+        self.probes, self.singles = {}, {}
+        for t in {_io(f)[1] for f in self.families}:     # the test inputs of every family of that input type, and variants
+            xs = [x for f in self.families if _io(f)[1] == t for k in f.ks for x in f.inputs(k)]
+            self.probes[t] = list({repr(v): v for x in xs for v in _variants(x)}.values())
+            self.singles[t] = {self._outputs(((f, k),)) for f in self.families if _io(f)[1] == t for k in f.ks}
+            self.singles[t].add(tuple(map(repr, self.probes[t])))          # the identity: nothing computed
+
+    def _outputs(self, chain) -> tuple | None:
+        "The chain's outputs on the probe inputs of its input type (None: a step fails on one)."
+        fn = chain_function(chain)
+        try: return tuple(repr(fn(x)) for x in self.probes[_io(chain[0][0])[1]])
+        except Exception: return None
+
+    def find(self, text: str) -> tuple | None:
+        "The chain of steps whose statement (or `exercises-train` prompt) `text` holds exactly, or None."
+        for m in _WRITE.finditer(text):
+            if (c := self._chain(m.group(1))) and chain_statement(c) in text: return c
+        for m in re.finditer(r'def (\w+)\(', text):
+            c = self._chain(m.group(1))
+            if c and len(c) == 1 and exercise(*c[0], task='exercises-train').prompt in text: return c
+        return None
+
+    def _chain(self, name: str) -> tuple | None:
+        steps = [self.steps.get(s) for s in name.split('_then_')]
+        return tuple(steps) if all(steps) else None
+
+    def grow(self, chain: tuple, op: str) -> tuple | None:
+        "One more step after the chain (or before it, when nothing takes its output), drawn from chain and `op`."
+        rng, t_out, t_in = random.Random(f"oracle/{chain_name(chain)}/{op}"), _io(chain[-1][0])[2], _io(chain[0][0])[1]
+        after = [(*chain, (g, k)) for g in self.families if _io(g)[1] == t_out for k in self.train[g.name]]
+        before = [((g, k), *chain) for g in self.families if _io(g)[2] == t_in for k in self.train[g.name]]
+        for c in rng.sample(after, len(after)) + rng.sample(before, len(before)):
+            if (o := self._outputs(c)) is not None and o not in self.singles[_io(c[0][0])[1]]: return c
+        return None
+
+# %% ../nbs/13_rrtf.ipynb #e8914de7
+@patch
+def answer(self: ExerciseOracle, prompt: str) -> str:
+    "The oracle's one answer to `prompt`: an evolved problem, a solution with asserts, a solution, or '' (unknown)."
+    if (m := _GIVEN.search(prompt)):                          # Evol-Instruct: the given problem, made harder
+        op = next((o for o, how in EVOL_OPS.items() if how in prompt), None)
+        new = self.grow(c, op) if op and (c := self.find(m.group(1))) else None
+        return chain_statement(new) if new else ''
+    if (c := self.find(prompt)) is None: return ''
+    code = f"```python\n{chain_solution(c)}```"
+    if TEACHER_TEMPLATE.split('\n')[0] in prompt:             # the teacher's solution and tests
+        n = int(m.group(1)) if (m := re.search(r'then (\d+) tests', prompt)) else 4
+        return code + "\n\n```python\n" + '\n'.join(chain_checks(c)[:n]) + "\n```"
+    return code
+
+@patch
+def generate(self: ExerciseOracle, prompts, stops, n=1, temperature=0.2, top_p=0.95, max_new_tokens=256):
+    "Each prompt's one answer, `n` times (sampling settings do not apply to a program)."
+    return [[cut(self.answer(p), st)] * n for p, st in zip(prompts, stops)]
+
+ORACLES = {'exercises': ExerciseOracle}          # spec -> the oracle program
+
+def _oracle(spec: str) -> Backend:
+    "`oracle:NAME` -> the oracle program NAME (one-line error for an unknown one)."
+    if spec not in ORACLES: raise ValueError(f"unknown oracle {spec!r} (known: {', '.join(ORACLES)})")
+    return ORACLES[spec]()
+
+register_backend('oracle', _oracle, None, (), "oracle:exercises: a program that evolves and answers exercises-train "
+                 "problems (the tiny run's stand-in for a teacher model; not a model)")
+
 # %% ../nbs/13_rrtf.ipynb #f79514eb
+def _program(spec: str) -> bool:
+    "Whether `spec` is 'KIND:NAME' of a registered kind that reads no files (the oracle): no path to resolve."
+    kind, colon, _ = str(spec).partition(':')
+    return bool(colon) and kind in BACKENDS and BACKENDS[kind].detect is None
+
+def model_spec(spec: str, root=None) -> str:
+    "A teacher or evolver as a backend reads it: 'MODEL@URL' and 'oracle:NAME' as given, else a path (relative to `root`)."
+    if is_server(spec) or _program(spec): return str(spec)
+    return str(Path(root) / spec) if root is not None and not Path(spec).is_absolute() else str(spec)
+
 def backend_for(spec: str, root=None, batch_size: int = 32) -> Backend:
-    "A generation backend: 'MODEL@URL' is an OpenAI-compatible server (vLLM, llama.cpp's), else a checkpoint (relative to `root`)."
+    "A generation backend: 'MODEL@URL' is an OpenAI-compatible server (vLLM, llama.cpp's), 'oracle:NAME' a registered program, else a checkpoint (relative to `root`)."
     if is_server(spec): return load_backend(spec, 'openai')
-    path = Path(root) / spec if root is not None and not Path(spec).is_absolute() else Path(spec)
+    if _program(spec): return load_backend(spec)
+    path = Path(model_spec(spec, root))
     if not (path / 'config.json').exists(): raise FileNotFoundError(f"model {spec!r}: no checkpoint at {path} (nor 'MODEL@URL')")
     return load_backend(path, 'hf', batch_size=batch_size)
 

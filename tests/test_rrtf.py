@@ -2,22 +2,24 @@
 chat checkpoint read by stock transformers, the Trainer's loss against a response-by-response computation, the ranking
 loss by hand, the teacher-below-student drop, Evol-Instruct's prompts, seeds and benchmark-overlap rule, the teacher's
 tests of evolved problems (kept only where its solution passes them in the sandbox, run untrusted), StarCoder's
-architecture (`gpt_bigcode`, ChatML tokens added) through the same loss, the presets."""
-import json, os, subprocess, sys, sysconfig
+architecture (`gpt_bigcode`, ChatML tokens added) through the same loss, the presets, and the tiny run's labelled oracle
+teacher (`oracle:exercises`, a program) through the same evolution, tests and sandbox."""
+import json, os, random, subprocess, sys, sysconfig
 from pathlib import Path
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from stablecode.benchmarks import Problem, load_humaneval
+from stablecode.benchmarks import EXERCISE_FAMILIES, Problem, exercise_heldout, exercises, load_humaneval
 from stablecode.config import ConfigError, preset
 from stablecode.data import DecontConfig
-from stablecode.eval import chat_answer
+from stablecode.eval import chat_answer, chat_messages
 from stablecode.model import StableCodeForCausalLM
 from stablecode.dpo import PairsConfig
-from stablecode.generate import Backend
-from stablecode.rrtf import (EVOL_OPS, BenchmarkOverlap, RRTF_PRESETS, EvolConfig, RRTFCollator, RRTFRecipe, TeacherTestsConfig,
-                             check_tests, drop_reason, evol_messages, evolved_problem, load_policy, parse_teacher, rank_loss,
+from stablecode.generate import Backend, load_backend
+from stablecode.rrtf import (EVOL_OPS, BenchmarkOverlap, ExerciseOracle, RRTF_PRESETS, EvolConfig, RRTFCollator, RRTFRecipe,
+                             TeacherTestsConfig, _io, backend_for, chain_function, chain_name, check_tests, drop_reason,
+                             evol_messages, evolve, evolved_problem, load_policy, model_spec, parse_teacher, rank_loss,
                              response_logps, rrtf_loss, rrtf_rows, rrtf_samples, rrtf_scores, seed_instructions,
                              teacher_below_student, teacher_funnel, teacher_tests)
 from stablecode.sft import load_chat_model
@@ -231,3 +233,52 @@ def test_starcoder_architecture_loads_with_chatml_added_and_trains_with_the_rrtf
     l_rank, l_ft = rrtf_loss(response_logps(model, batch), batch['scores'], batch['group'])
     (l_rank + l_ft).backward()
     assert model.get_input_embeddings().weight.grad[len(tok):].abs().sum() > 0    # the new ChatML tokens learn
+
+
+def _differs_from_every_heldout_exercise(chain) -> bool:
+    "The chain's function differs from each held-out exercise of its input type on inputs drawn here (not the oracle's probes)."
+    rng, t = random.Random(0), _io(chain[0][0])[1]
+    word = lambda: ''.join(rng.choice('abcsxyz') for _ in range(rng.randrange(9)))
+    xs = {'int': list(range(-300, 300)), 'str': [word() for _ in range(400)],
+          'list[int]': [[rng.randrange(-20, 60) for _ in range(rng.randrange(7))] for _ in range(400)]}[t]
+    fn = chain_function(chain)
+    return all(any(fn(x) != f.reference(k)(x) for x in xs) for f in EXERCISE_FAMILIES if _io(f)[1] == t for k in exercise_heldout(f))
+
+def test_the_oracle_evolves_exercises_whose_tests_its_solution_passes_in_the_sandbox():
+    "The labelled oracle (a program, not a model) through the real pipeline: evolve, drop rules, teacher tests, sandbox."
+    oracle = load_backend('oracle:exercises')                     # registered by importing stablecode.rrtf
+    assert isinstance(oracle, ExerciseOracle) and isinstance(backend_for('oracle:exercises', '/no/such/run'), ExerciseOracle)
+    assert model_spec('oracle:exercises', '/run') == 'oracle:exercises' and model_spec('dpo/hf', '/run') == '/run/dpo/hf'
+    seeds, _ = seed_instructions(RRTF_PRESETS('tiny').sources, max_seeds=4)
+    evo = evolve(oracle, seeds, EvolConfig(), BenchmarkOverlap(DecontConfig()))
+    assert len(evo) == 4 * len(EVOL_OPS) and all(r['drop'] is None for r in evo), [r['drop'] for r in evo]   # no overlap drop
+    kept = list(dict.fromkeys(r['instruction'] for r in evo))
+    chains = [oracle.find(i) for i in kept]
+    assert all(c is not None and len(c) == 2 for c in chains) and len(kept) >= 12
+    assert all(_differs_from_every_heldout_exercise(c) for c in chains)      # no evolved problem is a held-out exercise
+    cfg = TeacherTestsConfig()
+    rows = check_tests(teacher_tests(oracle, kept, cfg), cfg)        # the teacher's asserts, run untrusted, check by check
+    assert [(r['why'], len(r['checks'])) for r in rows] == [(None, 4)] * len(kept)
+    assert all(f"def {chain_name(c)}(" in r['solution'] for c, r in zip(chains, rows))
+    wrong = [dict(r, solution=r['solution'].rsplit('\n    return ', 1)[0] + '\n    return None\n') for r in rows]
+    assert {r['why'] for r in check_tests(wrong, cfg)} == {'tests_fail'}           # a wrong solution fails them
+    ints = [dict(r, solution=r['solution'].replace('    return ', '    return 1 + ')) for r in rows if ') -> int:' in r['solution']]
+    assert ints and {r['why'] for r in check_tests(ints, cfg)} == {'tests_fail'}   # so does one off by one
+    probs = [evolved_problem(i, r) for i, r in enumerate(rows[:3])]     # the oracle also answers the student's question
+    ranked = rrtf_samples(Scripted({'': FENCE.format('def f(x):\n    return x')}), probs, PairsConfig(samples=2), teachers=[oracle],
+                          trusted_tests=False, progress=False)
+    assert [[(s['outcome'], s['teacher']) for s in ss if s['reference']] for ss in ranked] == \
+           [[('all_pass', 'reference solution')] + [('all_pass', 'oracle:exercises')] * 2] * 3
+
+def test_the_oracle_answers_nothing_to_prompts_it_does_not_know():
+    oracle = load_backend('oracle:exercises')
+    held = chat_messages(exercises('heldout')[0])[1]['content']
+    seed = chat_messages(exercises('train')[0])[1]['content']
+    unknown = ['Write a haiku about sorting.', held, seed.replace('Return x plus', 'Return x minus'),
+               'Write a Python function `add_1_then_add_2(x: int) -> int`. Let y be x plus 2. Return y plus 2.']
+    assert [a for (a,) in oracle.generate(unknown, [[]] * len(unknown))] == [''] * len(unknown)
+    assert oracle.generate([seed], [[]], n=3)[0][0].startswith('```python\ndef add_1(x: int) -> int:\n    return x + 1\n```')
+    assert teacher_funnel(teacher_tests(oracle, unknown, TeacherTestsConfig()))['dropped'] == {'no_solution': len(unknown)}
+    assert [r['drop'] for r in evolve(oracle, unknown[:2], EvolConfig(ops=['constraints']))] == ['empty', 'empty']
+    with pytest.raises(ValueError) as e: load_backend('oracle:humaneval')
+    assert str(e.value) == "unknown oracle 'humaneval' (known: exercises)"          # one line
