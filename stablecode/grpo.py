@@ -161,7 +161,7 @@ GRPO_PRESETS = Presets('grpo', GRPORecipe, {
         vllm='colocate', vllm_gpu_memory=0.3),
     'tiny': dict(
         model='runs/tiny/sft/hf', out_dir='runs/tiny/grpo', task='exercises-train', heldout_task='exercises',
-        max_problems=64, num_generations=8, global_batch=32, micro_batch=16, max_completion_length=96, max_length=512,
+        max_problems=64, num_generations=8, global_batch=32, micro_batch=8, max_completion_length=96, max_length=512,
         temperature=1.0, lr=5e-5, schedule='constant_with_warmup', warmup=0.0, epochs=1, precision='fp32', zero_stage=0,
         logging_steps=1, rewards=dict(functions=['check_fraction'], timeout=5.0)),
 })

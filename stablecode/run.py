@@ -374,7 +374,7 @@ STAGE_CONFIGS = {
                           'global_batch': 'global_batch', 'max_problems': 'pairs.max_problems', 'n_seeds': 'evol.max_seeds',
                           'teachers': 'teachers'})],
     'nbs/13b_grpo.ipynb': [StageBuild('stablecode.grpo', 'grpo', 'preset_name', {'max_steps': 'max_steps',
-                           'max_problems': 'max_problems', 'num_generations': 'num_generations'})],
+                           'global_batch': 'global_batch', 'max_problems': 'max_problems', 'num_generations': 'num_generations'})],
 }
 
 def _nested(fields: dict, key: str, value) -> dict:
