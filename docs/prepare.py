@@ -245,7 +245,7 @@ def quantize_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
 
 
 def alignment_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
-    "The two alignment recipes beside the report: self-alignment's funnel, and RRTF against SFT and DPO."
+    "The alignment recipes beside the report: self-alignment's funnel, RRTF against SFT and DPO, GRPO against SFT."
     fun, rr = _load(run_dir/'self_align'/'funnel.json'), _load(run_dir/'rrtf'/'evidence.json')
     rows = []
     if fun and fun.get('steps'):
@@ -256,6 +256,13 @@ def alignment_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
     if t:
         rows.append(('rrtf', f"held-out `exercises` pass@1 ({rr.get('problems')} problems): " + ' / '.join(t),
                      ' / '.join(_pct(v) for v in t.values()), "PanGu-Coder2 15B after RRTF: HumanEval 61.64% (n=200, T=0.2), 62.20% greedy"))
+    g = _load(run_dir/'grpo'/'evidence.json') or {}
+    if g.get('heldout'):
+        h, rw = g['heldout'], g.get('reward') or {}
+        ci = lambda x: f"{_pct(x['mean'])} [{_pct(x['low'])}, {_pct(x['high'])}]"
+        rows.append(('grpo', f"held-out `exercises` pass@1 ({h['problems']} problems, 95% interval): SFT / GRPO; mean reward, "
+                     "first → last steps", f"{ci(h['pass1']['sft'])} / {ci(h['pass1']['grpo'])}; "
+                     f"{rw.get('first', 0):.3f} → {rw.get('last', 0):.3f}", "no GRPO run in the reports (REFERENCE)"))
     return rows
 
 

@@ -312,7 +312,7 @@ def check_notebooks(run: Run, missing_ok: bool = False) -> list[str]:
 # the stage graph: the stage notebooks whose outputs (in the same run directory) a stage notebook reads
 STAGE_INPUTS = {'nbs/06_pretrain.ipynb': ['nbs/04_packing.ipynb'], 'nbs/06b_evidence.ipynb': ['nbs/06_pretrain.ipynb'],
                 'nbs/10b_sft.ipynb': ['nbs/06_pretrain.ipynb'], 'nbs/10c_dpo.ipynb': ['nbs/10b_sft.ipynb'],
-                'nbs/13_rrtf.ipynb': ['nbs/10b_sft.ipynb']}
+                'nbs/13_rrtf.ipynb': ['nbs/10b_sft.ipynb'], 'nbs/13b_grpo.ipynb': ['nbs/10b_sft.ipynb']}
 # parameters that are a path in the run directory when their first part names a stage of the run (which must then
 # come earlier); otherwise a hub id or a path outside the run (self-alignment from `bigcode/starcoder2-15b`)
 STAGE_PATHS = {'nbs/12_self_align.ipynb': ('base_model', 'seed_corpus')}
@@ -342,7 +342,7 @@ def check_inputs(run: Run, selected: list[StageConfig]) -> None:
 # %% ../nbs/14_run.ipynb #b7e1a001
 # a stage input that a parameter may take from outside the run: set to null in the YAML, the stage reads no earlier
 # stage's output (rrtf's student is then its preset's model, e.g. StarCoder 15B for PanGu-Coder2: no SFT stage)
-INPUT_PARAMS = {('nbs/13_rrtf.ipynb', 'nbs/10b_sft.ipynb'): 'sft_model'}
+INPUT_PARAMS = {('nbs/13_rrtf.ipynb', 'nbs/10b_sft.ipynb'): 'sft_model', ('nbs/13b_grpo.ipynb', 'nbs/10b_sft.ipynb'): 'sft_model'}
 
 def stage_inputs(s: StageConfig) -> list[str]:
     "The stage notebooks whose outputs stage `s` reads in its run (`STAGE_INPUTS`, less those `INPUT_PARAMS` sets to null)."
@@ -373,6 +373,8 @@ STAGE_CONFIGS = {
     'nbs/13_rrtf.ipynb': [StageBuild('stablecode.rrtf', 'rrtf', 'preset_name', {'max_steps': 'max_steps',
                           'global_batch': 'global_batch', 'max_problems': 'pairs.max_problems', 'n_seeds': 'evol.max_seeds',
                           'teachers': 'teachers'})],
+    'nbs/13b_grpo.ipynb': [StageBuild('stablecode.grpo', 'grpo', 'preset_name', {'max_steps': 'max_steps',
+                           'global_batch': 'global_batch', 'max_problems': 'max_problems', 'num_generations': 'num_generations'})],
 }
 
 def _nested(fields: dict, key: str, value) -> dict:

@@ -222,7 +222,8 @@ def _check_alignment_stages(run, st):
     from stablecode.dpo import dpo_preset
     from stablecode.sft import grad_accum, sft_preset
     from stablecode.rrtf import rrtf_preset
-    for name, presets in (('sft', sft_preset), ('dpo', dpo_preset), ('rrtf', rrtf_preset)):
+    from stablecode.grpo import grpo_preset
+    for name, presets in (('sft', sft_preset), ('dpo', dpo_preset), ('rrtf', rrtf_preset), ('grpo', grpo_preset)):
         if name in st:
             assert grad_accum(presets(st[name].parameters['preset_name']), run.stage_launch(name).world_size) >= 1
 
@@ -250,7 +251,7 @@ def test_run_presets_parse_and_validate(yaml_path):
         pc.check_world(run.stage_launch('pretrain').world_size, lens)  # the streams exist and the batch fits the launch
     if yaml_path.stem == 'tiny-cpu':
         assert r.config.launch is None and stages['pretrain'].parameters['preset_name'] == 'tiny'
-        assert [s.name for s in r.config.stages] == ['data', 'pretrain', 'evidence', 'sft', 'dpo', 'eval', 'quantize', 'self_align', 'rrtf']
+        assert [s.name for s in r.config.stages] == ['data', 'pretrain', 'evidence', 'sft', 'dpo', 'eval', 'quantize', 'self_align', 'rrtf', 'grpo']
     if yaml_path.stem == 'stable-code-3b-a100x256':
         lc, p = r.config.launch, stages['pretrain'].parameters
         assert (lc.launcher, lc.nodes, lc.gpus_per_node, lc.world_size) == ('deepspeed', 32, 8, 256)
@@ -305,7 +306,8 @@ def test_the_alpha_yaml_is_the_alpha_recipe(capsys):
 
 
 @pytest.mark.parametrize('stage,param', [('data', 'mixture'), ('data', 'data_preset'), ('pretrain', 'preset_name'),
-                                         ('sft', 'preset_name'), ('dpo', 'preset_name'), ('rrtf', 'preset_name')])
+                                         ('sft', 'preset_name'), ('dpo', 'preset_name'), ('rrtf', 'preset_name'),
+                                         ('grpo', 'preset_name')])
 def test_an_unknown_preset_in_any_stage_fails_before_the_first_stage(tmp_path, capsys, stage, param):
     "A typo in a preset name stops `stablecode run` at once, in one line naming the stage and the key; nothing runs."
     import time, yaml
