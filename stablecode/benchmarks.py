@@ -371,12 +371,13 @@ def exercise_heldout(fam: ExerciseFamily) -> list:
 
 def exercises(split: str = 'heldout',   # 'heldout' (task 'exercises') or 'train' (task 'exercises-train')
               ) -> list[Problem]:
-    "The generated exercises of one split, interleaved: each family's first value, then each one's second, and so on."
+    "The generated exercises of one split, interleaved across families, each family in a fixed shuffled order."
     if split not in EXERCISE_TASKS: raise ValueError(f"exercises: unknown split {split!r} (known: {', '.join(EXERCISE_TASKS)})")
     cols = []
     for fam in EXERCISE_FAMILIES:
         held = set(exercise_heldout(fam))
         cols.append([exercise(fam, k, EXERCISE_TASKS[split]) for k in fam.ks if (k in held) == (split == 'heldout')])
+        random.Random(f'exercises/{fam.name}/{split}').shuffle(cols[-1])
     return [c[i] for i in range(max(map(len, cols))) for c in cols if i < len(c)]
 
 # %% ../nbs/00b_benchmarks.ipynb #33177469
