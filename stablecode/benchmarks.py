@@ -263,33 +263,85 @@ class ExerciseFamily:
 
 _ABC = 'abcdefghijklmnopqrstuvwxyz'
 _F = ExerciseFamily
+_K0, _K1, _K2 = tuple(range(0, 100)), tuple(range(1, 100)), tuple(range(2, 100))   # one- and two-digit constants
+_INT, _BOOL, _LIST = '(x: int) -> int', '(x: int) -> bool', '(xs: list[int]) -> list[int]'
 EXERCISE_FAMILIES = [
-    _F('add_const', 'add_{k}', '(x: int) -> int', 'Return x plus {k}.', 'x + {k}', tuple(range(1, 61)),
-       lambda k: [3, 0, -k, 100]),
-    _F('sub_const', 'subtract_{k}', '(x: int) -> int', 'Return x minus {k}.', 'x - {k}', tuple(range(1, 61)),
-       lambda k: [50, 0, k, -7]),
-    _F('mul_const', 'times_{k}', '(x: int) -> int', 'Return x multiplied by {k}.', 'x * {k}', tuple(range(2, 61)),
-       lambda k: [3, 0, -2, 11]),
-    _F('floordiv_const', 'div_{k}', '(x: int) -> int', 'Return x divided by {k}, rounded down.', 'x // {k}',
-       tuple(range(2, 61)), lambda k: [3 * k + 1, k, k - 1, -1]),
-    _F('mod_const', 'mod_{k}', '(x: int) -> int', 'Return the remainder of x divided by {k}.', 'x % {k}',
-       tuple(range(2, 61)), lambda k: [k + 3, k, 2 * k - 1, 0]),
-    _F('greater_than', 'is_greater_than_{k}', '(x: int) -> bool', 'Return True if x is greater than {k}.', 'x > {k}',
-       tuple(range(0, 60)), lambda k: [k + 4, k, k + 1, k - 3]),
+    # integers: arithmetic and comparisons with a constant
+    _F('add_const', 'add_{k}', _INT, 'Return x plus {k}.', 'x + {k}', _K1, lambda k: [3, 0, -k, 100]),
+    _F('sub_const', 'subtract_{k}', _INT, 'Return x minus {k}.', 'x - {k}', _K1, lambda k: [50, 0, k, -7]),
+    _F('mul_const', 'times_{k}', _INT, 'Return x multiplied by {k}.', 'x * {k}', _K2, lambda k: [3, 0, -2, 11]),
+    _F('floordiv_const', 'div_{k}', _INT, 'Return x divided by {k}, rounded down.', 'x // {k}', _K2,
+       lambda k: [3 * k + 1, k, k - 1, -1]),
+    _F('mod_const', 'mod_{k}', _INT, 'Return the remainder of x divided by {k}.', 'x % {k}', _K2,
+       lambda k: [k + 3, k, 2 * k - 1, 0]),
+    _F('greater_than', 'is_greater_than_{k}', _BOOL, 'Return True if x is greater than {k}.', 'x > {k}', _K0,
+       lambda k: [k + 4, k, k + 1, k - 3]),
+    _F('less_than', 'is_less_than_{k}', _BOOL, 'Return True if x is less than {k}.', 'x < {k}', _K0,
+       lambda k: [k - 4, k, k - 1, k + 3]),
+    _F('equals', 'is_equal_to_{k}', _BOOL, 'Return True if x equals {k}.', 'x == {k}', _K0,
+       lambda k: [k, k + 1, k - 1, 2 * k + 5]),
+    _F('divisible_by', 'is_divisible_by_{k}', _BOOL, 'Return True if x is divisible by {k}.', 'x % {k} == 0', _K2,
+       lambda k: [3 * k, k + 1, 0, 2 * k - 1]),
+    _F('max_with', 'max_with_{k}', _INT, 'Return the larger of x and {k}.', 'max(x, {k})', _K0,
+       lambda k: [k + 5, k - 3, k, -1]),
+    _F('min_with', 'min_with_{k}', _INT, 'Return the smaller of x and {k}.', 'min(x, {k})', _K0,
+       lambda k: [k + 5, k - 3, k, 100]),
+    _F('distance_to', 'distance_to_{k}', _INT, 'Return the distance between x and {k}.', 'abs(x - {k})', _K0,
+       lambda k: [k + 3, k - 2, 0, k]),
+    _F('subtract_from', 'subtract_from_{k}', _INT, 'Return {k} minus x.', '{k} - x', _K0, lambda k: [3, 0, k, -5]),
+    _F('round_down', 'round_down_to_multiple_of_{k}', _INT, 'Return x rounded down to a multiple of {k}.',
+       'x - x % {k}', _K2, lambda k: [3 * k + 1, k, k - 1, -1]),
+    # strings: a count or a letter
     _F('repeat_str', 'repeat_{k}', '(s: str) -> str', 'Return s repeated {k} times.', 's * {k}', tuple(range(2, 13)),
        lambda k: ['ab', '', 'x', 'abc']),
     _F('first_chars', 'first_{k}', '(s: str) -> str', 'Return the first {k} characters of s.', 's[:{k}]',
        tuple(range(1, 21)), lambda k: [_ABC[:k + 3], _ABC[:k], 'z', '']),
+    _F('last_chars', 'last_{k}', '(s: str) -> str', 'Return the last {k} characters of s.', 's[-{k}:]',
+       tuple(range(1, 21)), lambda k: [_ABC[:k + 3], _ABC[:k], 'z', '']),
+    _F('drop_first', 'drop_first_{k}', '(s: str) -> str', 'Return s without its first {k} characters.', 's[{k}:]',
+       tuple(range(1, 21)), lambda k: [_ABC[:k + 3], _ABC[:k], 'z', '']),
+    _F('longer_than', 'is_longer_than_{k}', '(s: str) -> bool', 'Return True if s is longer than {k} characters.',
+       'len(s) > {k}', tuple(range(0, 31)), lambda k: ['a' * (k + 2), '', 'a' * k, 'a' * (k + 1)]),
     _F('ends_with', 'ends_with_{k}', '(s: str) -> bool', "Return True if s ends with '{k}'.", "s.endswith('{k}')",
        tuple(_ABC), lambda k: [f'ab{k}', f'{k}1', '', k]),
+    _F('starts_with', 'starts_with_{k}', '(s: str) -> bool', "Return True if s starts with '{k}'.",
+       "s.startswith('{k}')", tuple(_ABC), lambda k: [f'{k}ab', f'1{k}', '', k]),
+    _F('has_letter', 'has_letter_{k}', '(s: str) -> bool', "Return True if s contains '{k}'.", "'{k}' in s",
+       tuple(_ABC), lambda k: [f'x{k}y', '', 'mno', k]),
+    _F('count_letter', 'count_letter_{k}', '(s: str) -> int', "Return how many times '{k}' occurs in s.",
+       "s.count('{k}')", tuple(_ABC), lambda k: [f'{k}b{k}', '', 'xyz', k * 3]),
+    _F('append_letter', 'append_{k}', '(s: str) -> str', "Return s with '{k}' added at the end.", "s + '{k}'",
+       tuple(_ABC), lambda k: ['ab', '', 'x', k]),
+    _F('remove_letter', 'remove_letter_{k}', '(s: str) -> str', "Return s with every '{k}' removed.",
+       "s.replace('{k}', '')", tuple(_ABC), lambda k: [f'{k}b{k}', '', 'xyz', k]),
+    # lists of integers
     _F('count_greater', 'count_greater_than_{k}', '(xs: list[int]) -> int',
-       'Return how many elements of xs are greater than {k}.', 'len([x for x in xs if x > {k}])', tuple(range(0, 60)),
+       'Return how many elements of xs are greater than {k}.', 'len([x for x in xs if x > {k}])', _K0,
        lambda k: [[k - 1, k, k + 1, k + 5], [], [k + 1, k + 1, 0], [2 * k + 3]]),
-    _F('add_each', 'add_{k}_to_each', '(xs: list[int]) -> list[int]', 'Return xs with {k} added to each element.',
-       '[x + {k} for x in xs]', tuple(range(1, 61)), lambda k: [[1, 2, 3], [], [-k], [0, 10]]),
-    _F('keep_multiples', 'multiples_of_{k}', '(xs: list[int]) -> list[int]',
-       'Return the elements of xs that are multiples of {k}.', '[x for x in xs if x % {k} == 0]', tuple(range(2, 41)),
-       lambda k: [[k, k + 1, 2 * k, 3 * k + 1], [1], [0, 5 * k], [k - 1, k * k]]),
+    _F('count_value', 'count_{k}', '(xs: list[int]) -> int', 'Return how many times {k} occurs in xs.', 'xs.count({k})',
+       _K0, lambda k: [[k, 1, k], [], [k + 1, k - 1], [k, k, k, 0]]),
+    _F('count_multiples', 'count_multiples_of_{k}', '(xs: list[int]) -> int',
+       'Return how many elements of xs are multiples of {k}.', 'len([x for x in xs if x % {k} == 0])', _K2,
+       lambda k: [[k, k + 1, 2 * k, 3 * k + 1], [], [0, 5 * k], [k - 1]]),
+    _F('sum_plus', 'sum_plus_{k}', '(xs: list[int]) -> int', 'Return the sum of xs plus {k}.', 'sum(xs) + {k}', _K1,
+       lambda k: [[1, 2, 3], [], [-k], [10]]),
+    _F('contains', 'contains_{k}', '(xs: list[int]) -> bool', 'Return True if xs contains {k}.', '{k} in xs', _K0,
+       lambda k: [[1, k, 3], [], [k + 1], [k - 1, k + 2]]),
+    _F('all_greater', 'all_greater_than_{k}', '(xs: list[int]) -> bool',
+       'Return True if every element of xs is greater than {k}.', 'all(x > {k} for x in xs)', _K0,
+       lambda k: [[k + 1, k + 5], [], [k, k + 2], [k - 1]]),
+    _F('add_each', 'add_{k}_to_each', _LIST, 'Return xs with {k} added to each element.', '[x + {k} for x in xs]', _K1,
+       lambda k: [[1, 2, 3], [], [-k], [0, 10]]),
+    _F('sub_each', 'subtract_{k}_from_each', _LIST, 'Return xs with {k} subtracted from each element.',
+       '[x - {k} for x in xs]', _K1, lambda k: [[10, 20, 30], [], [k], [0, -5]]),
+    _F('mul_each', 'multiply_each_by_{k}', _LIST, 'Return xs with each element multiplied by {k}.',
+       '[x * {k} for x in xs]', _K2, lambda k: [[1, 2, 3], [], [-1], [0, 10]]),
+    _F('keep_multiples', 'multiples_of_{k}', _LIST, 'Return the elements of xs that are multiples of {k}.',
+       '[x for x in xs if x % {k} == 0]', _K2, lambda k: [[k, k + 1, 2 * k, 3 * k + 1], [1], [0, 5 * k], [k - 1, k * k]]),
+    _F('keep_greater', 'keep_greater_than_{k}', _LIST, 'Return the elements of xs that are greater than {k}.',
+       '[x for x in xs if x > {k}]', _K0, lambda k: [[k - 1, k, k + 1, k + 5], [], [k + 1, 0], [2 * k + 3]]),
+    _F('remove_value', 'remove_{k}', _LIST, 'Return xs without the elements equal to {k}.', '[x for x in xs if x != {k}]',
+       _K0, lambda k: [[k, 1, k + 1], [], [k, k], [2, 3]]),
 ]
 
 # %% ../nbs/00b_benchmarks.ipynb #2c4643fc
@@ -319,13 +371,14 @@ def exercise_heldout(fam: ExerciseFamily) -> list:
 
 def exercises(split: str = 'heldout',   # 'heldout' (task 'exercises') or 'train' (task 'exercises-train')
               ) -> list[Problem]:
-    "The generated exercises of one split, family by family in parameter order."
+    "The generated exercises of one split, interleaved across families, each family in a fixed shuffled order."
     if split not in EXERCISE_TASKS: raise ValueError(f"exercises: unknown split {split!r} (known: {', '.join(EXERCISE_TASKS)})")
-    out = []
+    cols = []
     for fam in EXERCISE_FAMILIES:
         held = set(exercise_heldout(fam))
-        out += [exercise(fam, k, EXERCISE_TASKS[split]) for k in fam.ks if (k in held) == (split == 'heldout')]
-    return out
+        cols.append([exercise(fam, k, EXERCISE_TASKS[split]) for k in fam.ks if (k in held) == (split == 'heldout')])
+        random.Random(f'exercises/{fam.name}/{split}').shuffle(cols[-1])
+    return [c[i] for i in range(max(map(len, cols))) for c in cols if i < len(c)]
 
 # %% ../nbs/00b_benchmarks.ipynb #33177469
 def load_task(name: str, path=None, limit: int | None = None) -> list[Problem]:

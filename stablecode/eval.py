@@ -31,9 +31,10 @@ __all__ = ['FIM_TOKENS', 'CHAT_LANG', 'SYSTEM', 'OUTCOMES', 'REFERENCE_MULTIPLE'
            'pass_at_k', 'mean_pass_at_k', 'pass_interval', 'diff_interval', 'problem_scores', 'fmt_interval',
            'fim_prompt', 'fim_match', 'chat_messages', 'chat_answer', 'chat_prompt', 'extract_code', 'CanonicalBackend',
            'TaskResult', 'model_fingerprint', 'evalplus_limits', 'evaluate', 'classify_outcome', 'outcome_rank',
-           'execution_outcomes', 'per_language', 'multiple_table', 'markdown_table', 'write_report', 'MTBenchConfig',
-           'chat_replies', 'mt_bench_answers', 'judge_prompts', 'judge_messages', 'parse_rating', 'MTBenchResult',
-           'mt_bench_score', 'mt_bench_eval', 'mt_bench_table', 'write_mt_bench', 'judge_backend', 'cli']
+           'execution_outcomes', 'task_interval', 'per_language', 'multiple_table', 'markdown_table', 'write_report',
+           'compare_scores', 'compare_results', 'compare_sentence', 'MTBenchConfig', 'chat_replies', 'mt_bench_answers',
+           'judge_prompts', 'judge_messages', 'parse_rating', 'MTBenchResult', 'mt_bench_score', 'mt_bench_eval',
+           'mt_bench_table', 'write_mt_bench', 'judge_backend', 'cli']
 
 # %% ../nbs/10_eval.ipynb #f8c815bc
 def pass_at_k(n: int,  # samples generated for the problem
@@ -374,6 +375,11 @@ REFERENCE_HUMANEVAL = {                 # HumanEval (%): Stable Code 3B on the B
     'StableCode alpha 3B (instruct)': {'pass@1': 26.9},
 }
 
+def task_interval(r: TaskResult, k: int = 1, **kw) -> dict:
+    "pass@k of a task result with its 95% bootstrap interval over problems: {'pass@k', 'low', 'high', 'problems'}."
+    m, lo, hi = pass_interval(problem_scores(r, k), **kw)
+    return {f'pass@{k}': m, 'low': lo, 'high': hi, 'problems': r.problems}
+
 def per_language(tables: dict[str, TaskResult]) -> dict[str, dict]:
     "pass@k per language over the MultiPL-E tasks only (the report's table is MultiPL-E)."
     acc = defaultdict(list)
@@ -405,10 +411,12 @@ def multiple_table(tables: dict[str, TaskResult], model: str = 'this model', ins
 def markdown_table(tables: dict[str, TaskResult], model: str = 'this model', instruct: bool = False) -> str:
     "Per-task and per-language tables in Markdown, with the reference numbers (the Instruct card's for `instruct`)."
     ks = sorted({k for t in tables.values() for k in t.pass_at}, key=lambda s: int(s.split('@')[1]))
-    lines = [f'### Tasks ({model})', '', '| task | language | problems | n | ' + ' | '.join(ks) + ' | outcomes |',
-             '|---|---|---|---|' + '---|' * len(ks) + '---|']
+    lines = [f'### Tasks ({model})', '', '| task | language | problems | n | ' + ' | '.join(ks) + ' | pass@1 95% interval | outcomes |',
+             '|---|---|---|---|' + '---|' * len(ks) + '---|---|']
     for t in tables.values():
         cells = [f"{100 * t.pass_at[k]:.1f}" if k in t.pass_at else '' for k in ks]
+        iv = task_interval(t) if t.per_problem else None
+        cells.append(f"[{100 * iv['low']:.1f}, {100 * iv['high']:.1f}]" if iv else '')
         oc = ', '.join(f'{s} {c}' for s, c in sorted(t.outcomes.items()))
         lines.append(f'| {t.task} | {t.language} | {t.problems} | {t.n} | ' + ' | '.join(cells) + f' | {oc} |')
     return '\n'.join(lines + multiple_table(tables, model, instruct)) + '\n'
@@ -423,6 +431,7 @@ def write_report(tables: dict[str, TaskResult], out_dir: str | Path, model: str 
     skipped = json.loads((out / 'skipped.json').read_text()) if (out / 'skipped.json').exists() else {}
     data = dict(model=model, meta=meta or {}, isolation=sandbox.isolation_report(), sandbox_level=sandbox._level(), skipped=skipped,
                 tasks={k: asdict(v) for k, v in tables.items()}, per_language=per_language(tables),
+                intervals={k: task_interval(v) for k, v in tables.items() if v.per_problem},
                 reference='Stable Code Instruct 3B card (REFERENCE §2)' if instruct else 'Stable Code 3B report (REFERENCE §1)')
     (out / 'results.json').write_text(json.dumps(data, indent=1))
     md = markdown_table(tables, model, instruct) + ''.join(f'\nSkipped {t}: {why}\n' for t, why in skipped.items())
@@ -438,6 +447,33 @@ def write_report(tables: dict[str, TaskResult], out_dir: str | Path, model: str 
     ax.set_xticks(range(len(names)), names, rotation=30, ha='right'); ax.set_ylabel('pass@1 (%)'); ax.set_ylim(0, 100)
     ax.legend(fontsize=8); fig.tight_layout(); fig.savefig(out / 'results.png', dpi=100); plt.close(fig)
     return dict(json=out / 'results.json', md=out / 'results.md', png=out / 'results.png')
+
+# %% ../nbs/10_eval.ipynb #502f2830
+def compare_scores(a: Sequence[float], b: Sequence[float],   # per-problem scores of models a (before), b (after)
+                   names: tuple[str, str] = ('before', 'after'), k: int = 1, **kw) -> dict:
+    "Each model's pass@k with its 95% interval, and b - a with its paired interval; `distinguishable`: it excludes 0."
+    if names[0] == names[1] or {'problems', 'difference'} & set(names): raise ValueError(f"compare_scores: bad names {names}")
+    (ma, la, ha), (mb, lb, hb) = pass_interval(a, **kw), pass_interval(b, **kw)
+    d, lo, hi = diff_interval(a, b, **kw)
+    return {names[0]: {f'pass@{k}': ma, 'low': la, 'high': ha}, names[1]: {f'pass@{k}': mb, 'low': lb, 'high': hb},
+            'problems': len(a), 'difference': dict(value=d, low=lo, high=hi, distinguishable=not lo <= 0 <= hi)}
+
+def compare_results(a: TaskResult, b: TaskResult,   # the same task scored for model a (before) and model b (after)
+                    names: tuple[str, str] = ('before', 'after'), k: int = 1, **kw) -> dict:
+    "`compare_scores` of two task results; an error unless both scored the same problems in the same order."
+    if [p['task_id'] for p in a.per_problem] != [p['task_id'] for p in b.per_problem]:
+        raise ValueError(f"compare_results: {names[0]} and {names[1]} were scored on different problems")
+    return compare_scores(problem_scores(a, k), problem_scores(b, k), names, k, **kw)
+
+def compare_sentence(c: dict, k: int = 1) -> str:
+    "The comparison in one sentence: both pass@k with intervals, the difference, and whether its interval contains 0."
+    (na, a), (nb, b) = [(n, v) for n, v in c.items() if n not in ('problems', 'difference')]
+    d = c['difference']
+    verdict = ('its interval excludes 0: a real difference at this number of problems' if d['distinguishable'] else
+               'its interval contains 0: not distinguishable from noise at this number of problems')
+    return (f"{na} {fmt_interval(a[f'pass@{k}'], a['low'], a['high'])}, {nb} {fmt_interval(b[f'pass@{k}'], b['low'], b['high'])} "
+            f"on {c['problems']} problems; {nb} − {na}: {100 * d['value']:+.1f} points [{100 * d['low']:+.1f}, "
+            f"{100 * d['high']:+.1f}], {verdict}.")
 
 # %% ../nbs/10_eval.ipynb #33f46b1f
 @dataclass

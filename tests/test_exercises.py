@@ -20,16 +20,16 @@ def _per_family(ps, n): return [p for f in EXERCISE_FAMILIES for p in [q for q i
 
 
 def test_counts_and_disjoint_splits():
-    assert len(HELD) == 87 and len(TRAIN) == 486 and len(EXERCISE_FAMILIES) == 12
+    assert len(HELD) == 430 and len(TRAIN) == 2407 and len(EXERCISE_FAMILIES) == 37
     assert {p.task for p in HELD} == {'exercises'} and {p.task for p in TRAIN} == {'exercises-train'}
     assert not {(_family(p).name, _k(p)) for p in HELD} & {(_family(p).name, _k(p)) for p in TRAIN}
     assert not {p.prompt for p in HELD} & {p.prompt for p in TRAIN}
     assert not {_name(p) for p in HELD} & {_name(p) for p in TRAIN}
-    assert len({_name(p) for p in HELD + TRAIN}) == 573                  # no two problems share a function name
+    assert len({_name(p) for p in HELD + TRAIN}) == 2837                 # no two problems share a function name
     for f in EXERCISE_FAMILIES:                                         # every family in both splits, ~15% held out
         h = [p for p in HELD if _family(p) is f]
         assert 1 <= len(h) <= 0.2 * len(f.ks) + 1 and len(h) + sum(_family(p) is f for p in TRAIN) == len(f.ks)
-        assert [_k(p) for p in h] == exercise_heldout(f)
+        assert sorted((_k(p) for p in h), key=f.ks.index) == exercise_heldout(f)
 
 
 def test_deterministic_across_calls_and_processes():
@@ -55,6 +55,15 @@ def test_problem_shape():
     with pytest.raises(ValueError, match="not a parameter of family 'add_const'"): exercise(EXERCISE_FAMILIES[0], 0)
 
 
+def test_interleaved_so_a_prefix_spans_every_family():
+    """A stage that scores the first n held-out problems (n_check) or trains on the first n (max_rows) sees every family,
+    and in each family a spread of its constants."""
+    for ps in (HELD, TRAIN):
+        assert [_family(p) for p in ps[:len(EXERCISE_FAMILIES)]] == EXERCISE_FAMILIES
+    ks = [_k(p) for p in TRAIN[:920] if _family(p).name == 'add_const']   # a spread of constants, not the smallest
+    assert len(ks) >= 20 and max(ks) > 80 and min(ks) < 20
+
+
 def test_load_task():
     assert [p.task_id for p in load_task('exercises')] == [p.task_id for p in HELD]
     assert load_task('exercises-train', limit=7) == TRAIN[:7] and set(EXERCISE_TASKS.values()) == {'exercises', 'exercises-train'}
@@ -64,7 +73,7 @@ def test_load_task():
 def test_eval_cli_scores_canonical_heldout_at_100(tmp_path):
     assert cli(['--tasks', 'exercises', '--canonical', '--out', str(tmp_path), '--allow-weak-sandbox']) == 0
     res = json.loads((tmp_path/'results.json').read_text())['tasks']['exercises']
-    assert res['problems'] == 87 and res['pass_at'] == {'pass@1': 1.0}
+    assert res['problems'] == 430 and res['pass_at'] == {'pass@1': 1.0}
 
 
 def test_checks_alone_and_a_wrong_constant_in_the_sandbox():
@@ -79,7 +88,7 @@ def test_checks_alone_and_a_wrong_constant_in_the_sandbox():
     res = run_batch([{'program': p.solution(body), 'tests': t} for p, _, body, t in jobs], progress=False)
     for (p, kind, _, t), r in zip(jobs, res):
         if kind != 'wrong-check': assert r.passed == kind.startswith('ref'), (kind, p.task_id, t, r)
-    assert len(wrong) == 11
+    assert len(wrong) == 31                                             # the 6 letter families aside
     for p, _ in wrong:                                                  # some fail: none or some pass, never all
         passed = [r.passed for (q, kind, _, _), r in zip(jobs, res) if q is p and kind == 'wrong-check']
         assert len(passed) == len(p.checks) and not all(passed)
