@@ -420,12 +420,13 @@ class ExerciseOracle(Backend):
         return tuple(steps) if all(steps) else None
 
     def grow(self, chain: tuple, op: str) -> tuple | None:
-        "One more step after the chain (or before it, when nothing takes its output), drawn from chain and `op`."
+        "One more step after the chain (or before it, when nothing takes its output), drawn from chain and `op`; never a constant."
         rng, t_out, t_in = random.Random(f"oracle/{chain_name(chain)}/{op}"), _io(chain[-1][0])[2], _io(chain[0][0])[1]
         after = [(*chain, (g, k)) for g in self.families if _io(g)[1] == t_out for k in self.train[g.name]]
         before = [((g, k), *chain) for g in self.families if _io(g)[2] == t_in for k in self.train[g.name]]
         for c in rng.sample(after, len(after)) + rng.sample(before, len(before)):
-            if (o := self._outputs(c)) is not None and o not in self.singles[_io(c[0][0])[1]]: return c
+            o = self._outputs(c)                 # a step that fails, a constant, or one exercise's function: not a new problem
+            if o is not None and len(set(o)) > 1 and o not in self.singles[_io(c[0][0])[1]]: return c
         return None
 
 # %% ../nbs/13_rrtf.ipynb #e8914de7

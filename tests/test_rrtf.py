@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from stablecode.benchmarks import EXERCISE_FAMILIES, Problem, exercise_heldout, exercises, load_humaneval
+from stablecode.benchmarks import EXERCISE_FAMILIES, Problem, exercise, exercise_heldout, exercises, load_humaneval
 from stablecode.config import ConfigError, preset
 from stablecode.data import DecontConfig
 from stablecode.eval import chat_answer, chat_messages
@@ -238,9 +238,9 @@ def test_starcoder_architecture_loads_with_chatml_added_and_trains_with_the_rrtf
 def _differs_from_every_heldout_exercise(chain) -> bool:
     "The chain's function differs from each held-out exercise of its input type on inputs drawn here (not the oracle's probes)."
     rng, t = random.Random(0), _io(chain[0][0])[1]
-    word = lambda: ''.join(rng.choice('abcsxyz') for _ in range(rng.randrange(9)))
-    xs = {'int': list(range(-300, 300)), 'str': [word() for _ in range(400)],
-          'list[int]': [[rng.randrange(-20, 60) for _ in range(rng.randrange(7))] for _ in range(400)]}[t]
+    word = lambda: ''.join(rng.choice('abcdefghijklmnopqrstuvwxyz') for _ in range(rng.randrange(40)))
+    xs = {'int': list(range(-300, 300)), 'str': [word() for _ in range(2000)],
+          'list[int]': [[rng.randrange(-30, 130) for _ in range(rng.randrange(12))] for _ in range(2000)]}[t]
     fn = chain_function(chain)
     return all(any(fn(x) != f.reference(k)(x) for x in xs) for f in EXERCISE_FAMILIES if _io(f)[1] == t for k in exercise_heldout(f))
 
@@ -273,11 +273,13 @@ def test_the_oracle_evolves_exercises_whose_tests_its_solution_passes_in_the_san
 def test_the_oracle_answers_nothing_to_prompts_it_does_not_know():
     oracle = load_backend('oracle:exercises')
     held = chat_messages(exercises('heldout')[0])[1]['content']
-    seed = chat_messages(exercises('train')[0])[1]['content']
+    add = next(f for f in EXERCISE_FAMILIES if f.name == 'add_const')
+    k = next(k for k in add.ks if k not in exercise_heldout(add))               # a training parameter of x + k
+    seed = chat_messages(exercise(add, k, 'exercises-train'))[1]['content']
     unknown = ['Write a haiku about sorting.', held, seed.replace('Return x plus', 'Return x minus'),
                'Write a Python function `add_1_then_add_2(x: int) -> int`. Let y be x plus 2. Return y plus 2.']
     assert [a for (a,) in oracle.generate(unknown, [[]] * len(unknown))] == [''] * len(unknown)
-    assert oracle.generate([seed], [[]], n=3)[0][0].startswith('```python\ndef add_1(x: int) -> int:\n    return x + 1\n```')
+    assert oracle.generate([seed], [[]], n=3)[0][0].startswith(f'```python\ndef add_{k}(x: int) -> int:\n    return x + {k}\n```')
     assert teacher_funnel(teacher_tests(oracle, unknown, TeacherTestsConfig()))['dropped'] == {'no_solution': len(unknown)}
     assert [r['drop'] for r in evolve(oracle, unknown[:2], EvolConfig(ops=['constraints']))] == ['empty', 'empty']
     with pytest.raises(ValueError) as e: load_backend('oracle:humaneval')
