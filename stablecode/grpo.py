@@ -19,7 +19,6 @@ from .benchmarks import TRAINING_TASKS, Problem, evaluated, load_task
 from .config import ConfigError, Presets, YamlConfig
 from .data import FULL_DECONT, clean_problems
 from .eval import chat_messages, execution_outcomes, extract_code
-from .instruct_data import SourceSpec
 from .pretrain import init_distributed
 from .rrtf import load_policy
 from .sft import TrainRecipe, entry, fit, grad_accum, trl_args
@@ -133,11 +132,10 @@ class GRPORecipe(TrainRecipe):
     vllm_server: Optional[str] = None           # server mode: its base URL, e.g. http://host:8000
     vllm_gpu_memory: float = 0.3                # colocate mode: the share of each GPU vLLM takes
 
+    reads_sources = False                       # GRPO's prompts are the problems of `task`, not `sources`
+
     def validate(self):
-        if self.sources: raise ConfigError("GRPORecipe: 'sources' is not read: GRPO's prompts are the problems of 'task'")
-        self.sources = [SourceSpec('exercises')]   # TrainRecipe's checks want a data source; GRPO's is `task`
-        try: super().validate()
-        finally: self.sources = []
+        super().validate()
         if evaluated(self.task): raise ConfigError(f"GRPORecipe: 'task: {self.task}' is an evaluated test split; training "
                                                    f"problems come from a training split ({', '.join(TRAINING_TASKS)})")
         if self.num_generations < 2: raise ConfigError(f"GRPORecipe: 'num_generations' must be >= 2 (a group), got {self.num_generations}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse, json, os, shutil, sys, time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 import torch
 import torch.distributed as dist
 from transformers import AutoTokenizer, TrainingArguments
@@ -54,11 +54,13 @@ class TrainRecipe(YamlConfig):
     logging_steps: int = 1                      # optimizer steps between loss records
     save_steps: int = 0                         # optimizer steps between resumable checkpoints (0: the final model only)
     progress: bool = True                       # progress bars on rank 0
+    reads_sources: ClassVar[bool] = True        # whether the recipe trains on `sources` (GRPO's prompts are a task's)
 
     def validate(self):
         w = type(self).__name__
         if not self.model: raise ConfigError(f"{w}: 'model' (the starting checkpoint) is required")
-        if not self.sources: raise ConfigError(f"{w}: 'sources' is empty: nothing to train on")
+        if self.reads_sources and not self.sources: raise ConfigError(f"{w}: 'sources' is empty: nothing to train on")
+        if self.sources and not self.reads_sources: raise ConfigError(f"{w}: 'sources' is not read by this recipe")
         if self.prompt_format not in PROMPT_FORMATS:
             raise ConfigError(f"{w}: unknown prompt_format {self.prompt_format!r} (known: {', '.join(PROMPT_FORMATS)})")
         if not 0 <= self.warmup < 1: raise ConfigError(f"{w}: 'warmup' is a share of the steps in [0, 1), got {self.warmup}")
