@@ -259,9 +259,9 @@ def alignment_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
     g = _load(run_dir/'grpo'/'evidence.json') or {}
     if g.get('heldout'):
         h, rw = g['heldout'], g.get('reward') or {}
-        ci = lambda x: f"{_pct(x['mean'])} [{_pct(x['low'])}, {_pct(x['high'])}]"
+        ci = lambda x: f"{_pct(x['pass@1'])} [{_pct(x['low'])}, {_pct(x['high'])}]"
         rows.append(('grpo', f"held-out `exercises` pass@1 ({h['problems']} problems, 95% interval): SFT / GRPO; mean reward, "
-                     "first → last steps", f"{ci(h['pass1']['sft'])} / {ci(h['pass1']['grpo'])}; "
+                     "first → last steps", f"{ci(h['sft'])} / {ci(h['grpo'])}; "
                      f"{rw.get('first', 0):.3f} → {rw.get('last', 0):.3f}", "no GRPO run in the reports (REFERENCE)"))
     return rows
 
