@@ -472,8 +472,7 @@ def model_spec(spec: str, root=None) -> str:
 
 def backend_for(spec: str, root=None, batch_size: int = 32) -> Backend:
     "A generation backend: 'MODEL@URL' is an OpenAI-compatible server (vLLM, llama.cpp's), 'oracle:NAME' a registered program, else a checkpoint (relative to `root`)."
-    if is_server(spec): return load_backend(spec, 'openai')
-    if _program(spec): return load_backend(spec)
+    if is_server(spec) or _program(spec): return load_backend(spec)   # the registry reads MODEL@URL and KIND:NAME
     path = Path(model_spec(spec, root))
     if not (path / 'config.json').exists(): raise FileNotFoundError(f"model {spec!r}: no checkpoint at {path} (nor 'MODEL@URL')")
     return load_backend(path, 'hf', batch_size=batch_size)
