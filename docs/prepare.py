@@ -210,21 +210,28 @@ def comparison_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
 def _pct(x) -> str: return f"{100 * x:.1f}%" if isinstance(x, (int, float)) else "n/a"
 
 
+def _ci(heldout: dict, model: str) -> str:
+    "A model's pass@1 and its 95% interval from a stage's held-out evidence (`eval.heldout_evidence`'s shape)."
+    m = heldout['models'].get(model)
+    return f"{_pct(m['pass@1'])} [{_pct(m['low'])}, {_pct(m['high'])}]" if m else "n/a"
+
+
 def instruct_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
     "The Instruct half's figures (SFT, DPO, the final model's evaluation) next to the report's."
     sft, dpo = _load(run_dir/'sft'/'evidence.json'), _load(run_dir/'dpo'/'evidence.json')
     ins = ((_load(run_dir/'eval'/'instruct'/'results.json') or {}).get('tasks') or {})
     rows = []
-    if sft and 'sft' in sft:
-        b, s = sft.get('base') or {}, sft['sft']
+    h = (sft or {}).get('heldout') or {}
+    if h:
+        c = sft.get('closes_turn') or {}
         rows.append(('sft', "greedy answers closing their turn with `<|im_end|>`: base → SFT",
-                     f"{_pct(b.get('closes_turn'))} → {_pct(s.get('closes_turn'))}", "—"))
-        rows.append(('sft', f"held-out `exercises` pass@1 ({s.get('problems')} problems): base → SFT",
-                     f"{_pct(b.get('exercises_pass1'))} → {_pct(s.get('exercises_pass1'))}", "MultiPL-E average .44 after SFT"))
+                     f"{_pct(c.get('base'))} → {_pct(c.get('sft'))}", "—"))
+        rows.append(('sft', f"held-out `exercises` pass@1 ({h['problems']} problems, 95% interval): base → SFT",
+                     f"{_ci(h, 'base')} → {_ci(h, 'sft')}", "MultiPL-E average .44 after SFT"))
     if dpo:
-        t, rw = dpo.get('exercises_pass1') or {}, dpo.get('rewards') or {}
-        if 'dpo' in t: rows.append(('dpo', "held-out `exercises` pass@1: SFT → DPO", f"{_pct(t.get('sft'))} → {_pct(t['dpo'])}",
-                                    "MultiPL-E average .44 → .47"))
+        h, rw = dpo.get('heldout') or {}, dpo.get('rewards') or {}
+        if h: rows.append(('dpo', f"held-out `exercises` pass@1 ({h['problems']} problems, 95% interval): SFT → DPO",
+                           f"{_ci(h, 'sft')} → {_ci(h, 'dpo')}", "MultiPL-E average .44 → .47"))
         if rw.get('accuracies') is not None:
             rows.append(('dpo', "held-out execution-ranked pairs: reward accuracy / margin after DPO (0 / 0 before)",
                          f"{rw['accuracies']:.2f} / {rw['margins']:.3f}", "—"))
@@ -252,16 +259,16 @@ def alignment_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
         st = fun['steps']
         rows.append(('self_align', "Self-OSS-Instruct funnel: " + ' → '.join(x['step'] for x in st),
                      ' → '.join(str(x['n_out']) for x in st), "StarCoder2-Instruct: 238k instructions → ~50k pairs"))
-    t = (rr or {}).get('exercises_pass1') or {}
-    if t:
-        rows.append(('rrtf', f"held-out `exercises` pass@1 ({rr.get('problems')} problems): " + ' / '.join(t),
-                     ' / '.join(_pct(v) for v in t.values()), "PanGu-Coder2 15B after RRTF: HumanEval 61.64% (n=200, T=0.2), 62.20% greedy"))
+    h = (rr or {}).get('heldout') or {}
+    if h:
+        rows.append(('rrtf', f"held-out `exercises` pass@1 ({h['problems']} problems, 95% interval): " + ' / '.join(h['models']),
+                     ' / '.join(_ci(h, m) for m in h['models']),
+                     "PanGu-Coder2 15B after RRTF: HumanEval 61.64% (n=200, T=0.2), 62.20% greedy"))
     g = _load(run_dir/'grpo'/'evidence.json') or {}
     if g.get('heldout'):
         h, rw = g['heldout'], g.get('reward') or {}
-        ci = lambda x: f"{_pct(x['pass@1'])} [{_pct(x['low'])}, {_pct(x['high'])}]"
         rows.append(('grpo', f"held-out `exercises` pass@1 ({h['problems']} problems, 95% interval): SFT / GRPO; mean reward, "
-                     "first → last steps", f"{ci(h['sft'])} / {ci(h['grpo'])}; "
+                     "first → last steps", f"{_ci(h, 'sft')} / {_ci(h, 'grpo')}; "
                      f"{rw.get('first', 0):.3f} → {rw.get('last', 0):.3f}", "no GRPO run in the reports (REFERENCE)"))
     return rows
 

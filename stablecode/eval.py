@@ -32,9 +32,10 @@ __all__ = ['FIM_TOKENS', 'CHAT_LANG', 'SYSTEM', 'OUTCOMES', 'REFERENCE_MULTIPLE'
            'fim_prompt', 'fim_match', 'chat_messages', 'chat_answer', 'chat_prompt', 'extract_code', 'CanonicalBackend',
            'TaskResult', 'model_fingerprint', 'evalplus_limits', 'evaluate', 'classify_outcome', 'outcome_rank',
            'execution_outcomes', 'task_interval', 'per_language', 'multiple_table', 'markdown_table', 'write_report',
-           'compare_scores', 'compare_results', 'compare_sentence', 'MTBenchConfig', 'chat_replies', 'mt_bench_answers',
-           'judge_prompts', 'judge_messages', 'parse_rating', 'MTBenchResult', 'mt_bench_score', 'mt_bench_eval',
-           'mt_bench_table', 'write_mt_bench', 'judge_backend', 'cli']
+           'compare_scores', 'compare_results', 'compare_sentence', 'heldout_evidence', 'stage_scores',
+           'heldout_sentences', 'MTBenchConfig', 'chat_replies', 'mt_bench_answers', 'judge_prompts', 'judge_messages',
+           'parse_rating', 'MTBenchResult', 'mt_bench_score', 'mt_bench_eval', 'mt_bench_table', 'write_mt_bench',
+           'judge_backend', 'cli']
 
 # %% ../nbs/10_eval.ipynb #f8c815bc
 def pass_at_k(n: int,  # samples generated for the problem
@@ -474,6 +475,35 @@ def compare_sentence(c: dict, k: int = 1) -> str:
     return (f"{na} {fmt_interval(a[f'pass@{k}'], a['low'], a['high'])}, {nb} {fmt_interval(b[f'pass@{k}'], b['low'], b['high'])} "
             f"on {c['problems']} problems; {nb} − {na}: {100 * d['value']:+.1f} points [{100 * d['low']:+.1f}, "
             f"{100 * d['high']:+.1f}], {verdict}.")
+
+# %% ../nbs/10_eval.ipynb #b74bacf5
+def heldout_evidence(task: str,                            # the held-out task, e.g. 'exercises'
+                     task_ids: Sequence[str],              # its problems, in the order of the scores
+                     scores: dict[str, Sequence[float]],   # model -> per-problem pass@1 (`problem_scores`)
+                     base: str,                            # the model every other one is compared with
+                     **kw) -> dict:
+    "Every model's pass@1 with its interval, every other model minus `base` (paired), and the per-problem scores."
+    if base not in scores: raise ValueError(f"heldout_evidence: no scores of the base model {base!r} (have {', '.join(scores)})")
+    if (bad := [m for m, s in scores.items() if len(s) != len(task_ids)]):
+        raise ValueError(f"heldout_evidence: {bad[0]} has {len(scores[bad[0]])} scores for {len(task_ids)} problems")
+    models = {m: dict(zip(('pass@1', 'low', 'high'), pass_interval(s, **kw))) for m, s in scores.items()}
+    diffs = {f'{m} - {base}': compare_scores(scores[base], s, (base, m), **kw)['difference'] for m, s in scores.items() if m != base}
+    return dict(task=task, problems=len(task_ids), base=base, models=models, differences=diffs,
+                per_problem=dict(task_id=list(task_ids), **{m: list(map(float, s)) for m, s in scores.items()}))
+
+def stage_scores(path,                        # an earlier stage's evidence.json (absent: None)
+                 task_ids: Sequence[str],     # the problems this stage scores
+                 model: str) -> list[float] | None:
+    "`model`'s per-problem scores from a stage's held-out evidence, if it scored exactly `task_ids`; else None."
+    path = Path(path)
+    pp = (json.loads(path.read_text()).get('heldout') or {}).get('per_problem', {}) if path.is_file() else {}
+    return pp[model] if pp.get('task_id') == list(task_ids) and model in pp else None
+
+def heldout_sentences(ev: dict) -> list[str]:
+    "`compare_sentence` of every model against the evidence's base model."
+    b = ev['base']
+    return [compare_sentence({b: ev['models'][b], m: ev['models'][m], 'problems': ev['problems'], 'difference': d})
+            for m, d in ((k.split(' - ')[0], d) for k, d in ev['differences'].items())]
 
 # %% ../nbs/10_eval.ipynb #33f46b1f
 @dataclass

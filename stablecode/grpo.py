@@ -11,14 +11,15 @@ Docs: https://stablecode.github.io/stablecode/grpo.html.md"""
 from __future__ import annotations
 import asyncio, sys, time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Optional, Sequence
 import datasets
 from trl import GRPOConfig, GRPOTrainer
 from .benchmarks import TRAINING_TASKS, Problem, evaluated, load_task
 from .config import ConfigError, Presets, YamlConfig
 from .data import FULL_DECONT, clean_problems
-from .eval import chat_messages, execution_outcomes, extract_code
+from .eval import chat_messages, chat_prompt, execution_outcomes, extract_code
+from .generate import Backend, HFBackend
 from .pretrain import init_distributed
 from .rrtf import load_policy
 from .sft import TrainRecipe, entry, fit, grad_accum, trl_args
@@ -27,7 +28,7 @@ from .tokenizer import get_prompt_format
 # %% auto #0
 __all__ = ['REWARDS', 'GRPO_PRESETS', 'grpo_preset', 'cli', 'completion_text', 'check_fraction', 'reward_value', 'RewardConfig',
            'ExecutionRewards', 'score', 'GRPORecipe', 'GRPOArguments', 'grpo_dataset', 'training_problems', 'grpo_args',
-           'train_grpo', 'main']
+           'headroom', 'train_grpo', 'main']
 
 # %% ../nbs/13b_grpo.ipynb #gf258ed0
 REWARDS = {   # name -> what one completion earns (every value read from one split-verdict execution)
@@ -192,6 +193,24 @@ def grpo_args(r: GRPORecipe, world: int) -> GRPOArguments:
     return trl_args(r, GRPOArguments, world, num_generations=r.num_generations, max_completion_length=r.max_completion_length,
                     temperature=r.temperature, top_p=r.top_p, beta=r.beta, epsilon=r.epsilon, loss_type=r.loss_type,
                     scale_rewards=r.scale_rewards, reward_weights=r.rewards.weights, log_completions=False, **vllm)
+
+# %% ../nbs/13b_grpo.ipynb #f838524b
+def headroom(r: GRPORecipe,                   # the recipe: its start model, problems, sampling and rewards
+             n: int,                          # training problems answered
+             backend: Backend | None = None,  # where answers come from (None: the recipe's model, in process)
+             ) -> dict:
+    "The start model's answers to the first `n` training problems, rewarded: solve rates and groups without reward spread."
+    probs = training_problems(replace(r, max_problems=n))[0]
+    if not probs: return {}
+    g, be = r.num_generations, backend or HFBackend(r.model, batch_size=64)
+    texts = be.generate([chat_prompt(p, r.prompt_format) for p in probs], [list(get_prompt_format(r.prompt_format).stops)] * len(probs),
+                        n=g, temperature=r.temperature, top_p=r.top_p, max_new_tokens=r.max_completion_length)
+    outs = ExecutionRewards(probs, r.rewards).execute([p.task_id for p in probs for _ in range(g)], [t for ts in texts for t in ts])
+    groups = {k: [[reward_value(k, o, r.rewards.threshold) for o in outs[i:i + g]] for i in range(0, len(outs), g)] for k in REWARDS}
+    return dict(problems=len(probs), answers=len(outs), all_pass=sum(o['status'] == 'passed' for o in outs),
+                problems_solved=sum(max(x) == 1 for x in groups['all_pass']),
+                mean={k: sum(map(sum, v)) / len(outs) for k, v in groups.items()},
+                frac_zero_std={k: sum(len(set(x)) == 1 for x in v) / len(v) for k, v in groups.items()})
 
 # %% ../nbs/13b_grpo.ipynb #g4208a26
 def train_grpo(r: GRPORecipe) -> dict:

@@ -196,8 +196,8 @@ class StageConfig(YamlConfig):
 
     def validate(self):
         if not _NAME.fullmatch(self.name): raise ConfigError(f"stage name {self.name!r}: use letters, digits, '_', '-', '.'")
-        if 'run_dir' in self.parameters:
-            raise ConfigError(f"stage '{self.name}': 'run_dir' is set by the runner, not in 'parameters'")
+        for k in ('run_dir', 'stage_name'):
+            if k in self.parameters: raise ConfigError(f"stage '{self.name}': '{k}' is set by the runner, not in 'parameters'")
         if not self.notebook.endswith('.ipynb'): raise ConfigError(f"stage '{self.name}': notebook {self.notebook!r} is not an .ipynb")
         for k, v in server_parameters(self.servers).items():     # the servers own these parameters
             if self.parameters.get(k, v) != v:
@@ -264,8 +264,15 @@ class Run:
 
     def notebook(self, s: StageConfig) -> Path:
         p = Path(s.notebook); return p if p.is_absolute() else self.root/p
-    def executed(self, s: StageConfig) -> Path: return self.run_dir/Path(s.notebook).name
+    def executed(self, s: StageConfig) -> Path:
+        "The executed notebook: named after the notebook, or after notebook and stage when several stages run it (a study)."
+        nb = Path(s.notebook)
+        return self.run_dir/(nb.name if [x.notebook for x in self.config.stages].count(s.notebook) == 1 else f"{nb.stem}.{s.name}.ipynb")
     def stage_dir(self, s: StageConfig) -> Path: return self.run_dir/s.name
+    def parameters(self, s: StageConfig) -> dict:
+        "What the stage notebook receives: its YAML parameters, `run_dir`, and `stage_name` where it declares one."
+        named = self.notebook(s).exists() and 'stage_name' in notebook_parameters(self.notebook(s))
+        return {'run_dir': str(self.run_dir), **({'stage_name': s.name} if named else {}), **s.parameters}
 
 def project_root(start) -> Path:
     "The nearest directory at or above `start` with a pyproject.toml, else `start`."
@@ -367,13 +374,13 @@ STAGE_CONFIGS = {
     'nbs/06_pretrain.ipynb': [StageBuild('stablecode.pretrain', 'pretrain', 'preset_name', keywords='preset_args',
                                          stage_keys='stage_steps')],
     'nbs/10b_sft.ipynb': [StageBuild('stablecode.sft', 'sft', 'preset_name', {'max_steps': 'max_steps'})],
-    'nbs/10c_dpo.ipynb': [StageBuild('stablecode.dpo', 'dpo', 'preset_name', {'max_steps': 'max_steps',
+    'nbs/10c_dpo.ipynb': [StageBuild('stablecode.dpo', 'dpo', 'preset_name', {'max_steps': 'max_steps', 'seed': 'seed',
                           'max_problems': 'pairs.max_problems', 'max_heldout': 'pairs.max_heldout'})],
     'nbs/12_self_align.ipynb': [StageBuild('stablecode.self_align', 'self_align', 'preset_name', {'max_steps': 'max_steps'})],
-    'nbs/13_rrtf.ipynb': [StageBuild('stablecode.rrtf', 'rrtf', 'preset_name', {'max_steps': 'max_steps',
+    'nbs/13_rrtf.ipynb': [StageBuild('stablecode.rrtf', 'rrtf', 'preset_name', {'max_steps': 'max_steps', 'seed': 'seed',
                           'global_batch': 'global_batch', 'max_problems': 'pairs.max_problems', 'n_seeds': 'evol.max_seeds',
                           'teachers': 'teachers'})],
-    'nbs/13b_grpo.ipynb': [StageBuild('stablecode.grpo', 'grpo', 'preset_name', {'max_steps': 'max_steps',
+    'nbs/13b_grpo.ipynb': [StageBuild('stablecode.grpo', 'grpo', 'preset_name', {'max_steps': 'max_steps', 'seed': 'seed',
                            'global_batch': 'global_batch', 'max_problems': 'max_problems', 'num_generations': 'num_generations'})],
 }
 
@@ -527,7 +534,7 @@ def plan(path, from_stage: str | None = None, only: str | None = None, force: bo
         action = 'run (forced)' if force else ('skip (done, same config)' if done else
                  ('resume' if st.get('config_hash') == hashes[s.name] else 'run'))
         item = {'stage': s.name, 'notebook': str(r.notebook(s)), 'executed': str(r.executed(s)), 'action': action,
-                'config_hash': hashes[s.name], 'parameters': {'run_dir': str(r.run_dir), **s.parameters}}
+                'config_hash': hashes[s.name], 'parameters': r.parameters(s)}
         lc = r.config.stage_launch(s.name)
         if s.module and lc:
             cmds, env = launch_commands(lc, s.module, r.stage_dir(s)/'config.yaml'), launch_env(lc)
@@ -567,7 +574,7 @@ def _execute_stage(r: Run, s: StageConfig, h: str, old: dict, git: dict, progres
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     cfg, spath, nb, out = r.config, r.stage_dir(s)/'stage.json', r.notebook(s), r.executed(s)
-    params, lc = {'run_dir': str(r.run_dir), **s.parameters}, cfg.stage_launch(s.name) if s.module else None
+    params, lc = r.parameters(s), cfg.stage_launch(s.name) if s.module else None
     st = dict(stage=s.name, status='running', config_hash=h, notebook=str(nb), notebook_sha256=file_sha256(nb),
               executed_notebook=str(out), parameters=params, module=s.module,
               launch=dataclasses.asdict(lc) if lc else None, git=git, started=_now(), finished=None, seconds=None,

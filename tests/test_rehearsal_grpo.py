@@ -22,6 +22,8 @@ def test_the_rehearsal_trains_one_step_through_deepspeed_and_reports_intervals(t
     (h,) = json.loads((d/'grpo'/'log_history.json').read_text())
     assert {'reward', 'frac_reward_zero_std', 'completions/clipped_ratio', 'rewards/check_fraction/mean'} <= set(h)
     ev = json.loads((d/'grpo'/'evidence.json').read_text())
-    assert ev['heldout']['problems'] == 2 and {'sft', 'grpo', 'difference'} <= set(ev['heldout'])
-    assert 0 <= ev['heldout']['grpo']['low'] <= ev['heldout']['grpo']['pass@1'] <= ev['heldout']['grpo']['high'] <= 1
+    h = ev['heldout']                                            # eval.heldout_evidence's shape
+    assert h['problems'] == 2 and h['base'] == 'sft' and set(h['models']) == {'sft', 'grpo'} and 'grpo - sft' in h['differences']
+    assert 0 <= h['models']['grpo']['low'] <= h['models']['grpo']['pass@1'] <= h['models']['grpo']['high'] <= 1
+    assert len(h['per_problem']['grpo']) == len(h['per_problem']['task_id']) == 2
     assert (d/'grpo'/'hf'/'chat_template.jinja').exists() and (d/'grpo'/'reward.png').exists()

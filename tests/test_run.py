@@ -43,6 +43,19 @@ def two_stages(tmp_path):
 def stage_json(y, name): return json.loads((y.parent/y.stem/name/'stage.json').read_text())
 
 
+def test_one_notebook_as_several_stages(tmp_path):
+    "A study runs one notebook once per seed: each stage gets its name, writes its own directory and executed notebook."
+    stage_nb(tmp_path/'m.ipynb', "from pathlib import Path\nd = Path(run_dir)/stage_name; d.mkdir(exist_ok=True)\n"
+             "(d/'seed.txt').write_text(str(seed))", params="run_dir = ''\nstage_name = 'm'\nseed = 0")
+    y = tmp_path/'study.yaml'
+    y.write_text("stages:\n" + ''.join(f"  - {{name: m-seed{k}, notebook: m.ipynb, parameters: {{seed: {k}}}}}\n" for k in range(3)))
+    run(y, progress=False)
+    rd = tmp_path/'study'
+    assert [(rd/f'm-seed{k}'/'seed.txt').read_text() for k in range(3)] == ['0', '1', '2']
+    assert sorted(p.name for p in rd.glob('*.ipynb')) == [f'm.m-seed{k}.ipynb' for k in range(3)]
+    assert stage_json(y, 'm-seed1')['parameters'] == {'run_dir': str(rd), 'stage_name': 'm-seed1', 'seed': 1}
+
+
 def test_run_skip_rerun_and_manifest(two_stages):
     y, rd = two_stages, two_stages.parent/'demo'
     m = run(y, progress=False)
@@ -143,6 +156,8 @@ def test_config_errors_name_key_and_file(tmp_path):
     with pytest.raises(ConfigError, match="'a' is used twice"): load_run(y)
     y.write_text("stages:\n  - {name: a, notebook: a.ipynb, parameters: {run_dir: x}}\n")
     with pytest.raises(ConfigError, match="set by the runner"): load_run(y)
+    y.write_text("stages:\n  - {name: a, notebook: a.ipynb, parameters: {stage_name: x}}\n")
+    with pytest.raises(ConfigError, match="'stage_name' is set by the runner"): load_run(y)
     y.write_text("launch: {nodes: 2, gpus_per_node: 8}\nstages:\n  - {name: a, notebook: a.ipynb}\n")
     with pytest.raises(ConfigError, match="need a 'hostfile'"): load_run(y)
     y.write_text("stages:\n  - {name: a, notebook: nope.ipynb}\n")
@@ -252,6 +267,13 @@ def test_run_presets_parse_and_validate(yaml_path):
     if yaml_path.stem == 'tiny-cpu':
         assert r.config.launch is None and stages['pretrain'].parameters['preset_name'] == 'tiny'
         assert [s.name for s in r.config.stages] == ['data', 'pretrain', 'evidence', 'sft', 'dpo', 'eval', 'quantize', 'self_align', 'rrtf', 'grpo']
+    if yaml_path.stem == 'tiny-alignment-study':                      # each method from the one SFT model, >= 3 seeds
+        assert stages['sft'].parameters['n_check'] is None and r.config.stages[-1].notebook == 'nbs/13c_study.ipynb'
+        for nb in ('nbs/10c_dpo.ipynb', 'nbs/13_rrtf.ipynb', 'nbs/13b_grpo.ipynb'):
+            ms = [s for s in r.config.stages if s.notebook == nb]
+            assert len({s.parameters['seed'] for s in ms}) >= 3 and {s.parameters['sft_model'] for s in ms} == {'sft/hf'}
+            assert all(s.parameters.get('n_check', None) is None for s in ms)      # all 430 held-out problems
+        assert len({r.executed(s) for s in r.config.stages}) == len(r.config.stages)   # one executed notebook per stage
     if yaml_path.stem == 'stable-code-3b-a100x256':
         lc, p = r.config.launch, stages['pretrain'].parameters
         assert (lc.launcher, lc.nodes, lc.gpus_per_node, lc.world_size) == ('deepspeed', 32, 8, 256)
