@@ -266,10 +266,11 @@ def alignment_rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
                      "PanGu-Coder2 15B after RRTF: HumanEval 61.64% (n=200, T=0.2), 62.20% greedy"))
     g = _load(run_dir/'grpo'/'evidence.json') or {}
     if g.get('heldout'):
-        h, rw = g['heldout'], g.get('reward') or {}
-        rows.append(('grpo', f"held-out `exercises` pass@1 ({h['problems']} problems, 95% interval): SFT / GRPO; mean reward, "
-                     "first → last steps", f"{_ci(h, 'sft')} / {_ci(h, 'grpo')}; "
-                     f"{rw.get('first', 0):.3f} → {rw.get('last', 0):.3f}", "no GRPO run in the reports (REFERENCE)"))
+        h, before, after = g['heldout'], (g.get('headroom') or {}).get('mean') or {}, (g.get('headroom_after') or {}).get('mean') or {}
+        rw = ' / '.join(f"{before[k]:.3f} → {after[k]:.3f}" for k in after) or "n/a"
+        rows.append(('grpo', f"held-out `exercises` pass@1 ({h['problems']} problems, 95% interval): SFT / GRPO; mean reward "
+                     f"({' / '.join(after)}) on the same training problems, before → after", f"{_ci(h, 'sft')} / {_ci(h, 'grpo')}; {rw}",
+                     "no GRPO run in the reports (REFERENCE)"))
     return rows
 
 

@@ -161,7 +161,7 @@ GRPO_PRESETS = Presets('grpo', GRPORecipe, {
     'tiny': dict(
         model='runs/tiny/sft/hf', out_dir='runs/tiny/grpo', task='exercises-train', heldout_task='exercises',
         max_problems=64, num_generations=8, global_batch=32, micro_batch=8, max_completion_length=96, max_length=512,
-        temperature=0.8, lr=2e-4, schedule='constant_with_warmup', warmup=0.0, epochs=1, precision='fp32', zero_stage=0,
+        temperature=0.5, lr=2e-5, schedule='constant_with_warmup', warmup=0.0, epochs=1, precision='fp32', zero_stage=0,
         logging_steps=1, rewards=dict(functions=['check_fraction'], timeout=5.0)),
 })
 grpo_preset = GRPO_PRESETS
